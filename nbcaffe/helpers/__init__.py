@@ -1,0 +1,1 @@
+"""Builder functions behind ``brew`` and ``CNNModelHelper``, one module per family."""

@@ -1,0 +1,1 @@
+"""Parameter creation support (Caffe2's ``caffe2.python.modeling``)."""

@@ -1,0 +1,291 @@
+"""Bases for elementwise ops: the maths is a scalar function, written once.
+
+``UnaryElementwise`` and ``BinaryElementwise`` turn a scalar function into an ``@njit`` loop
+(here) and into a ``@cuda.jit`` kernel (nbcaffe/cuda/_launch.py), so an op module only states
+the formula.  Binary ops support Caffe2's legacy ``broadcast=1, axis`` form and NumPy
+multidirectional broadcasting; both reduce to one strided kernel (a zero stride repeats an
+operand), with a flat fast path when the shapes are equal.
+
+Why the loop kernels are not ``cache=True``: they close over scalar functions defined in
+other files, and numba's cache only notices edits to the file that holds the kernel, so a
+cached loop could silently keep an old formula.  Each loop compiles in ~0.1 s.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+
+from nbcaffe import errors, schema
+from nbcaffe.operator import Operator
+
+# ------------------------------------------------------------------------ CPU kernel factories
+
+
+def unary_kernel(scalar, n_params=0):
+    """``kernel(x, y, *params)``: y[i] = scalar(x[i], *params) over flat arrays."""
+    f = numba.njit(scalar)
+    if n_params == 0:
+        @numba.njit
+        def kernel(x, y):
+            for i in range(x.size):
+                y[i] = f(x[i])
+    elif n_params == 1:
+        @numba.njit
+        def kernel(x, y, p0):
+            for i in range(x.size):
+                y[i] = f(x[i], p0)
+    elif n_params == 2:
+        @numba.njit
+        def kernel(x, y, p0, p1):
+            for i in range(x.size):
+                y[i] = f(x[i], p0, p1)
+    else:
+        raise errors.RegistryError("unary_kernel supports up to 2 scalar parameters")
+    return kernel
+
+
+def binary_kernels(scalar, n_params=0):
+    """Two kernels for ``c = scalar(a, b, *params)``.
+
+    ``same(a, b, c, *p)``: flat arrays of equal size.
+    ``strided(a, b, c, shape, sa, sb, *p)``: c is flat C-order over ``shape``; element
+    ``idx`` of c reads ``a[dot(idx, sa)]`` and ``b[dot(idx, sb)]`` (zero strides broadcast).
+    """
+    f = numba.njit(scalar)
+
+    if n_params == 0:
+        @numba.njit
+        def same(a, b, c):
+            for i in range(c.size):
+                c[i] = f(a[i], b[i])
+
+        @numba.njit
+        def strided(a, b, c, shape, sa, sb):
+            ndim = shape.size
+            inner = shape[ndim - 1]
+            if inner == 0 or c.size == 0:
+                return
+            ia_in = sa[ndim - 1]
+            ib_in = sb[ndim - 1]
+            index = np.zeros(ndim, np.int64)
+            oa = 0
+            ob = 0
+            pos = 0
+            for _ in range(c.size // inner):
+                for k in range(inner):
+                    c[pos + k] = f(a[oa + k * ia_in], b[ob + k * ib_in])
+                pos += inner
+                d = ndim - 2  # advance the odometer over the outer dims
+                while d >= 0:
+                    index[d] += 1
+                    oa += sa[d]
+                    ob += sb[d]
+                    if index[d] < shape[d]:
+                        break
+                    oa -= sa[d] * shape[d]
+                    ob -= sb[d] * shape[d]
+                    index[d] = 0
+                    d -= 1
+    elif n_params == 1:
+        @numba.njit
+        def same(a, b, c, p0):
+            for i in range(c.size):
+                c[i] = f(a[i], b[i], p0)
+
+        @numba.njit
+        def strided(a, b, c, shape, sa, sb, p0):
+            ndim = shape.size
+            inner = shape[ndim - 1]
+            if inner == 0 or c.size == 0:
+                return
+            ia_in = sa[ndim - 1]
+            ib_in = sb[ndim - 1]
+            index = np.zeros(ndim, np.int64)
+            oa = 0
+            ob = 0
+            pos = 0
+            for _ in range(c.size // inner):
+                for k in range(inner):
+                    c[pos + k] = f(a[oa + k * ia_in], b[ob + k * ib_in], p0)
+                pos += inner
+                d = ndim - 2
+                while d >= 0:
+                    index[d] += 1
+                    oa += sa[d]
+                    ob += sb[d]
+                    if index[d] < shape[d]:
+                        break
+                    oa -= sa[d] * shape[d]
+                    ob -= sb[d] * shape[d]
+                    index[d] = 0
+                    d -= 1
+    else:
+        raise errors.RegistryError("binary_kernels supports up to 1 scalar parameter")
+    return BinaryKernels(same, strided)
+
+
+class BinaryKernels:
+    """The pair of kernels a binary elementwise op needs (same registry slot on every device)."""
+
+    __slots__ = ("same", "strided")
+
+    def __init__(self, same, strided):
+        self.same = same
+        self.strided = strided
+
+
+# ------------------------------------------------------------------------ broadcasting plans
+
+
+def contiguous_strides(shape) -> list:
+    """Element strides of a C-contiguous array of ``shape``."""
+    strides = [0] * len(shape)
+    step = 1
+    for d in range(len(shape) - 1, -1, -1):
+        strides[d] = step
+        step *= shape[d]
+    return strides
+
+
+def broadcast_plan(out_shape, a_shape, b_shape):
+    """Collapsed (shape, a_strides, b_strides) as int64 arrays for the strided kernel.
+
+    Operands are right-aligned to ``out_shape``; broadcast dims get stride 0.  Adjacent dims
+    that are contiguous for both operands merge, so the inner loop is as long as possible.
+    """
+    ndim = len(out_shape)
+
+    def strides_for(shape):
+        shape = (1,) * (ndim - len(shape)) + tuple(shape)
+        full = contiguous_strides(shape)
+        return [0 if shape[d] == 1 and out_shape[d] != 1 else full[d] for d in range(ndim)]
+
+    sa, sb = strides_for(a_shape), strides_for(b_shape)
+    dims = list(out_shape) or [1]
+    sa = sa or [0]
+    sb = sb or [0]
+    merged_d, merged_a, merged_b = [dims[-1]], [sa[-1]], [sb[-1]]
+    for d in range(len(dims) - 2, -1, -1):
+        n = dims[d]
+        if n == 1:
+            continue
+        inner_n = merged_d[0]
+        if sa[d] == merged_a[0] * inner_n and sb[d] == merged_b[0] * inner_n:
+            merged_d[0] = n * inner_n
+        else:
+            merged_d.insert(0, n)
+            merged_a.insert(0, sa[d])
+            merged_b.insert(0, sb[d])
+    as_array = functools.partial(np.asarray, dtype=np.int64)
+    return as_array(merged_d), as_array(merged_a), as_array(merged_b)
+
+
+def flat(array):
+    """A flat view of a C-contiguous array (works for NumPy and numba device arrays)."""
+    return array.reshape(array.size if array.shape else 1)
+
+
+# ------------------------------------------------------------------------ op bases
+
+
+class UnaryElementwise(Operator):
+    """Base of ops ``Y = f(X)`` elementwise; Y may alias X.
+
+    Subclasses set ``scalar`` (a plain Python function of one value and the ``params``) and
+    ``params`` (names of float arguments passed to ``scalar`` after the value).
+    """
+
+    inputs, outputs = ("X",), ("Y",)
+    inplace = {0: 0}
+    params: tuple = ()
+    scalar = None
+
+    @classmethod
+    def build_cpu_kernel(cls):
+        return unary_kernel(cls.scalar, len(cls.params))
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        return [shapes[0]], [dtypes[0]]
+
+    def param_values(self):
+        return tuple(float(self.args[name]) for name in type(self).params)
+
+    def bind(self, inputs, outputs):
+        return functools.partial(self.kernel, flat(inputs[0]), flat(outputs[0]), *self.param_values())
+
+
+class BinaryElementwise(Operator):
+    """Base of ops ``C = f(A, B)`` elementwise with broadcasting; C may alias A or B.
+
+    Without ``broadcast`` the shapes broadcast NumPy-style (equal shapes being the common
+    case).  With ``broadcast=1`` Caffe2's legacy rule applies: B must match a contiguous run
+    of A's dims starting at ``axis`` (default: B is a suffix of A) and C has A's shape.
+    A and B must have the same dtype.
+    """
+
+    inputs, outputs = ("A", "B"), ("C",)
+    inplace = {0: 0, 1: 0}
+    args = {"broadcast": 0, "axis": -1, "axis_str": "", "order": "NCHW"}
+    params: tuple = ()
+    scalar = None
+    output_dtype = None  # e.g. np.bool_ for comparisons; None = A's dtype
+
+    @classmethod
+    def build_cpu_kernel(cls):
+        return binary_kernels(cls.scalar, len(cls.params))
+
+    @classmethod
+    def infer(cls, args, shapes, dtypes):
+        a, b = tuple(shapes[0]), tuple(shapes[1])
+        if dtypes[0] != dtypes[1]:
+            raise errors.ShapeError(
+                f"A is {np.dtype(dtypes[0]).name} but B is {np.dtype(dtypes[1]).name}; both inputs must have"
+                f" the same dtype (add a Cast op)")
+        if args["broadcast"]:
+            axis = _legacy_axis(args, len(a))
+            schema.legacy_broadcast_sizes(a, b, axis)
+            out = a
+        else:
+            out = schema.numpy_broadcast(a, b)
+        dtype = np.dtype(cls.output_dtype) if cls.output_dtype is not None else dtypes[0]
+        return [out], [dtype]
+
+    def param_values(self):
+        return tuple(float(self.args[name]) for name in type(self).params)
+
+    def bind(self, inputs, outputs):
+        return self.bind_binary(self.kernel, inputs, outputs)
+
+    def bind_binary(self, kernels, inputs, outputs):
+        """Bind a :class:`BinaryKernels` pair: the flat kernel for equal shapes, else strided."""
+        a, b = inputs
+        c = outputs[0]
+        params = self.param_values()
+        if tuple(a.shape) == tuple(b.shape):
+            return functools.partial(kernels.same, flat(a), flat(b), flat(c), *params)
+        if self.args["broadcast"]:
+            axis = _legacy_axis(self.args, len(a.shape))
+            pre, n, post = schema.legacy_broadcast_sizes(a.shape, b.shape, axis)
+            shape, sa, sb = broadcast_plan((pre, n, post), (pre, n, post), (n, 1))
+        else:
+            shape, sa, sb = broadcast_plan(tuple(c.shape), tuple(a.shape), tuple(b.shape))
+        shape, sa, sb = self.ctx_arrays(shape, sa, sb)
+        return functools.partial(kernels.strided, flat(a), flat(b), flat(c), shape, sa, sb, *params)
+
+    def ctx_arrays(self, *arrays):
+        """Small index arrays on the op's device (CUDA kernels cannot read host memory)."""
+        return tuple(self.ctx.from_host(x) for x in arrays)
+
+
+def _legacy_axis(args, ndim) -> int:
+    axis = args["axis"]
+    if args["axis_str"]:
+        order = args["order"]
+        if args["axis_str"] not in order:
+            raise errors.ShapeError(f"axis_str '{args['axis_str']}' is not a dimension of order '{order}'")
+        axis = order.index(args["axis_str"])
+    return axis

@@ -1,0 +1,164 @@
+"""Activations: Relu, LeakyRelu, Sigmoid, Tanh, Elu (elementwise) and Softmax (row-wise)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numba
+import numpy as np
+
+from nbcaffe import schema
+from nbcaffe.operator import Operator
+from nbcaffe.ops._elementwise import UnaryElementwise
+from nbcaffe.registry import register_op
+
+
+def relu(x):
+    return x if x > 0 else x * 0
+
+
+def leaky_relu(x, alpha):
+    return x if x >= 0 else x * alpha
+
+
+def sigmoid(x):
+    # NOTE: two branches so exp never overflows: exp(-x) for x >= 0, exp(x) otherwise
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def tanh(x):
+    return math.tanh(x)
+
+
+def elu(x, alpha):
+    return x if x > 0 else alpha * (math.exp(x) - 1.0)
+
+
+@register_op
+class Relu(UnaryElementwise):
+    """Y = max(X, 0), elementwise.  Y may alias X."""
+
+    scalar = staticmethod(relu)
+
+    @staticmethod
+    def reference(X):
+        return (np.where(X > 0, X, 0).astype(X.dtype),)
+
+
+@register_op
+class LeakyRelu(UnaryElementwise):
+    """Y = X if X >= 0 else alpha * X, elementwise.  Y may alias X.  ``alpha`` default 0.01."""
+
+    args = {"alpha": 0.01}
+    params = ("alpha",)
+    scalar = staticmethod(leaky_relu)
+
+    @staticmethod
+    def reference(X, alpha=0.01):
+        return (np.where(X >= 0, X, X * np.asarray(alpha, X.dtype)).astype(X.dtype),)
+
+
+@register_op
+class Sigmoid(UnaryElementwise):
+    """Y = 1 / (1 + exp(-X)), elementwise (overflow-free form).  Y may alias X."""
+
+    scalar = staticmethod(sigmoid)
+
+    @staticmethod
+    def reference(X):
+        x = X.astype(np.float64)
+        return ((0.5 * (1.0 + np.tanh(0.5 * x))).astype(X.dtype),)
+
+
+@register_op
+class Tanh(UnaryElementwise):
+    """Y = tanh(X), elementwise.  Y may alias X."""
+
+    scalar = staticmethod(tanh)
+
+    @staticmethod
+    def reference(X):
+        return (np.tanh(X).astype(X.dtype),)
+
+
+@register_op
+class Elu(UnaryElementwise):
+    """Y = X if X > 0 else alpha * (exp(X) - 1), elementwise.  Y may alias X.  ``alpha`` default 1.0."""
+
+    args = {"alpha": 1.0}
+    params = ("alpha",)
+    scalar = staticmethod(elu)
+
+    @staticmethod
+    def reference(X, alpha=1.0):
+        x = X.astype(np.float64)
+        return (np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))).astype(X.dtype),)
+
+
+@numba.njit(cache=True)
+def softmax_cpu(x, y):
+    """Row softmax of 2-D C-contiguous x (N, D) into y (N, D); max subtracted for stability."""
+    n, d = x.shape
+    for i in range(n):
+        m = x[i, 0]
+        for j in range(1, d):
+            if x[i, j] > m:
+                m = x[i, j]
+        total = 0.0
+        for j in range(d):
+            e = math.exp(x[i, j] - m)
+            y[i, j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(d):
+            y[i, j] *= inv
+
+
+def softmax_2d_reference(x2):
+    """Row softmax in float64 (the reference of Softmax and SoftmaxWithLoss)."""
+    x = x2.astype(np.float64)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@register_op
+class Softmax(Operator):
+    """Y = exp(X - max) / sum(exp(X - max)) over X flattened to 2-D at ``axis`` (default 1).
+
+    Caffe2 semantics: X of shape [a0..ak-1, ak..an-1] is viewed as
+    (a0*...*ak-1, ak*...*an-1) and normalised along the second dimension — not per-axis
+    like NumPy.  Y has X's shape and may alias X (in place).
+    """
+
+    inputs, outputs = ("input",), ("output",)
+    inplace = {0: 0}
+    args = {"axis": 1}
+    cpu = softmax_cpu
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        axis = schema.canonical_axis(args["axis"], max(len(shapes[0]), 1))
+        schema.flatten_2d(shapes[0], axis)
+        return [shapes[0]], [dtypes[0]]
+
+    @staticmethod
+    def reference(input, axis=1):
+        axis = axis + input.ndim if axis < 0 else axis
+        n, d = schema.flatten_2d(input.shape, axis)
+        return (softmax_2d_reference(input.reshape(n, d)).reshape(input.shape).astype(input.dtype),)
+
+    def bind(self, inputs, outputs):
+        x = inputs[0]
+        axis = schema.canonical_axis(self.args["axis"], max(len(x.shape), 1))
+        n, d = schema.flatten_2d(x.shape, axis)
+        if n * d == 0:
+            return _noop
+        return functools.partial(self.kernel, x.reshape(n, d), outputs[0].reshape(n, d))
+
+
+def _noop():
+    pass

@@ -1,0 +1,397 @@
+"""Losses: SoftmaxWithLoss, LabelCrossEntropy, CrossEntropy, SquaredL2Distance, AveragedLoss."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numba
+import numpy as np
+
+from nbcaffe import errors, schema
+from nbcaffe.operator import Operator
+from nbcaffe.ops.activation import softmax_2d_reference
+from nbcaffe.registry import register_op
+
+LOG_CLAMP = 1e-20  # Caffe2 clamps probabilities before log so a zero never gives -inf
+
+
+@numba.njit(cache=True)
+def softmax_loss_cpu(x, label, weight, use_weight, p, loss, scale):
+    """Softmax of x (N, D) into p and the weighted mean of -log p[i, label[i]] into loss[0].
+
+    label: N ints in [0, D); weight: N floats, read when use_weight.  Returns -1, or the
+    index of the first out-of-range label (the caller raises).
+    """
+    n, d = x.shape
+    total = 0.0
+    weight_sum = 0.0
+    for i in range(n):
+        lab = label[i]
+        if lab < 0 or lab >= d:
+            return i
+        m = x[i, 0]
+        for j in range(1, d):
+            if x[i, j] > m:
+                m = x[i, j]
+        s = 0.0
+        for j in range(d):
+            e = math.exp(x[i, j] - m)
+            p[i, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(d):
+            p[i, j] *= inv
+        w = weight[i] if use_weight else 1.0
+        # log-softmax directly (x - m - log s) stays finite where p underflows to 0
+        total += -(x[i, lab] - m - math.log(s)) * w
+        weight_sum += w
+    loss[0] = total * scale / weight_sum if weight_sum != 0.0 else 0.0
+    return -1
+
+
+@numba.njit(cache=True)
+def softmax_loss_prob_cpu(x, label, weight, use_weight, p, loss, scale):
+    """As softmax_loss_cpu but label is (N, D) probabilities: loss = -sum label * log p."""
+    n, d = x.shape
+    total = 0.0
+    weight_sum = 0.0
+    for i in range(n):
+        m = x[i, 0]
+        for j in range(1, d):
+            if x[i, j] > m:
+                m = x[i, j]
+        s = 0.0
+        for j in range(d):
+            e = math.exp(x[i, j] - m)
+            p[i, j] = e
+            s += e
+        inv = 1.0 / s
+        w = weight[i] if use_weight else 1.0
+        row = 0.0
+        for j in range(d):
+            p[i, j] *= inv
+            row += -math.log(max(p[i, j], 1e-20)) * label[i, j]
+        total += row * w
+        weight_sum += w
+    loss[0] = total * scale / weight_sum if weight_sum != 0.0 else 0.0
+    return -1
+
+
+@numba.njit(cache=True)
+def softmax_loss_spatial_cpu(x, label, weight, use_weight, p, loss, scale):
+    """Spatial mode: x (N, C, H*W) softmaxed over C at every location; label (N, H*W) ints,
+    -1 = ignore; weight (N, H*W).  Returns -1 or the flat index of a bad label."""
+    n, c, hw = x.shape
+    total = 0.0
+    weight_sum = 0.0
+    for i in range(n):
+        for k in range(hw):
+            m = x[i, 0, k]
+            for j in range(1, c):
+                if x[i, j, k] > m:
+                    m = x[i, j, k]
+            s = 0.0
+            for j in range(c):
+                e = math.exp(x[i, j, k] - m)
+                p[i, j, k] = e
+                s += e
+            inv = 1.0 / s
+            for j in range(c):
+                p[i, j, k] *= inv
+            lab = label[i, k]
+            if lab == -1:
+                continue
+            if lab < 0 or lab >= c:
+                return i * hw + k
+            w = weight[i, k] if use_weight else 1.0
+            total += -math.log(max(p[i, lab, k], 1e-20)) * w
+            weight_sum += w
+    loss[0] = total * scale / weight_sum if weight_sum != 0.0 else 0.0
+    return -1
+
+
+class SoftmaxLossKernels:
+    __slots__ = ("plain", "prob", "spatial")
+
+    def __init__(self, plain, prob, spatial):
+        self.plain = plain
+        self.prob = prob
+        self.spatial = spatial
+
+
+def _check_label_result(bad, label, limit, where_text):
+    if bad >= 0:
+        value = np.asarray(label).reshape(-1)[bad]
+        raise errors.ShapeError(
+            f"label {value} at position {bad} is outside [0, {limit}){where_text}")
+
+
+@register_op
+class SoftmaxWithLoss(Operator):
+    """softmax = Softmax(logits); loss = scale * sum_i w_i * (-log softmax[i, label_i]) / sum_i w_i.
+
+    logits are flattened to (N, D) at ``axis`` (default 1); labels are N ints in [0, D).
+    ``label_prob=1``: labels are (N, D) probabilities and the loss is -sum label * log p.
+    ``spatial=1``: logits are (N, C, H, W), softmax runs over C at every pixel, labels are
+    (N, H, W) with -1 meaning "ignore", and the optional weights are (N, H, W).
+    Optional input 2 weights the samples.  loss is a 0-d float tensor; it is 0 when the
+    weights sum to 0.
+    """
+
+    inputs, outputs = ("logits", "labels", "weight_tensor"), ("softmax", "loss")
+    num_inputs = (2, 3)
+    args = {"scale": 1.0, "label_prob": 0, "spatial": 0, "axis": 1, "order": "NCHW"}
+    cpu = SoftmaxLossKernels(softmax_loss_cpu, softmax_loss_prob_cpu, softmax_loss_spatial_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        x, label = tuple(shapes[0]), tuple(shapes[1])
+        if args["spatial"]:
+            if len(x) != 4:
+                raise errors.ShapeError(f"spatial=1 needs 4-D logits (N, C, H, W), got {x}")
+            if schema.prod(label) != x[0] * x[2] * x[3]:
+                raise errors.ShapeError(f"spatial=1 needs labels of N*H*W={x[0] * x[2] * x[3]} elements, got {label}")
+        else:
+            axis = schema.canonical_axis(args["axis"], max(len(x), 1))
+            n, d = schema.flatten_2d(x, axis)
+            if args["label_prob"]:
+                if schema.prod(label) != n * d:
+                    raise errors.ShapeError(f"label_prob=1 needs labels shaped like the logits ({n}, {d}), got {label}")
+            elif schema.prod(label) != n:
+                raise errors.ShapeError(f"logits {x} give N={n} rows but labels {label} hold {schema.prod(label)} values")
+            if len(shapes) > 2 and schema.prod(shapes[2]) != n:
+                raise errors.ShapeError(f"weights {tuple(shapes[2])} must hold one value per row (N={n})")
+        if not np.issubdtype(dtypes[0], np.floating):
+            raise errors.ShapeError(f"logits must be floating point, got {np.dtype(dtypes[0]).name}")
+        return [x, ()], [dtypes[0], dtypes[0]]
+
+    @staticmethod
+    def reference(logits, labels, weight_tensor=None, scale=1.0, label_prob=0, spatial=0, axis=1):
+        if spatial:
+            n, c, h, w = logits.shape
+            x = logits.astype(np.float64).transpose(0, 2, 3, 1).reshape(-1, c)
+            p = softmax_2d_reference(x)
+            lab = labels.reshape(-1).astype(np.int64)
+            wts = np.ones(lab.size) if weight_tensor is None else weight_tensor.reshape(-1).astype(np.float64)
+            keep = lab != -1
+            losses = -np.log(np.maximum(p[np.arange(lab.size)[keep], lab[keep]], LOG_CLAMP)) * wts[keep]
+            total_w = wts[keep].sum()
+            probs = p.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        else:
+            axis = axis + logits.ndim if axis < 0 else axis
+            n, d = schema.flatten_2d(logits.shape, axis)
+            x = logits.reshape(n, d).astype(np.float64)
+            p = softmax_2d_reference(x)
+            wts = np.ones(n) if weight_tensor is None else weight_tensor.reshape(-1).astype(np.float64)
+            if label_prob:
+                losses = -(np.log(np.maximum(p, LOG_CLAMP)) * labels.reshape(n, d)).sum(axis=1) * wts
+            else:
+                lab = labels.reshape(-1).astype(np.int64)
+                logp = x - x.max(axis=1, keepdims=True)
+                logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+                losses = -logp[np.arange(n), lab] * wts
+            total_w = wts.sum()
+            probs = p.reshape(logits.shape)
+        loss = losses.sum() * scale / total_w if total_w != 0 else 0.0
+        return probs.astype(logits.dtype), np.asarray(loss, dtype=logits.dtype)
+
+    def bind(self, inputs, outputs):
+        x, label = inputs[0], inputs[1]
+        weight = inputs[2] if len(inputs) > 2 else None
+        p, loss = outputs
+        scale = float(self.args["scale"])
+        use_weight = weight is not None
+        if self.args["spatial"]:
+            n, c, h, w = x.shape
+            args = (x.reshape(n, c, h * w), label.reshape(n, h * w),
+                    weight.reshape(n, h * w) if use_weight else self.ctx.zeros((1, 1), x.dtype),
+                    use_weight, p.reshape(n, c, h * w), loss.reshape(1), scale)
+            kernel, limit = self.kernel.spatial, c
+        else:
+            axis = schema.canonical_axis(self.args["axis"], max(len(x.shape), 1))
+            n, d = schema.flatten_2d(x.shape, axis)
+            if self.args["label_prob"]:
+                kernel, lab = self.kernel.prob, label.reshape(n, d)
+            else:
+                kernel, lab = self.kernel.plain, label.reshape(n)
+            args = (x.reshape(n, d), lab, weight.reshape(n) if use_weight else self.ctx.zeros(1, x.dtype),
+                    use_weight, p.reshape(n, d), loss.reshape(1), scale)
+            limit = d
+            if n * d == 0:
+                return functools.partial(_zero_loss, loss.reshape(1))
+        where_text = "" if not self.args["spatial"] else " (spatial mode; -1 means ignore)"
+
+        def call():
+            _check_label_result(kernel(*args), label, limit, where_text)
+
+        return call
+
+
+def _zero_loss(loss):
+    loss[0] = 0
+
+
+@numba.njit(cache=True)
+def label_cross_entropy_cpu(x, label, y):
+    """y[i] = -log(max(x[i, label[i]], 1e-20)) for x (N, D); returns -1 or a bad row."""
+    n, d = x.shape
+    for i in range(n):
+        lab = label[i]
+        if lab < 0 or lab >= d:
+            return i
+        y[i] = -math.log(max(x[i, lab], 1e-20))
+    return -1
+
+
+@register_op
+class LabelCrossEntropy(Operator):
+    """Y[i] = -log(max(X[i, label[i]], 1e-20)) for probabilities X (N, D) and int labels (N).
+
+    X may also be 1-D (one sample of D classes).
+    """
+
+    inputs, outputs = ("X", "label"), ("Y",)
+    cpu = staticmethod(label_cross_entropy_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        x, label = tuple(shapes[0]), tuple(shapes[1])
+        if len(x) not in (1, 2):
+            raise errors.ShapeError(f"X must be 2-D (N, D) or 1-D, got {x}")
+        n = x[0] if len(x) == 2 else 1
+        if schema.prod(label) != n:
+            raise errors.ShapeError(f"X {x} has N={n} rows but label {label} holds {schema.prod(label)} values")
+        if not np.issubdtype(dtypes[1], np.integer):
+            raise errors.ShapeError(f"label must be an integer tensor, got {np.dtype(dtypes[1]).name}")
+        return [(n,)], [dtypes[0]]
+
+    @staticmethod
+    def reference(X, label):
+        x = X.reshape(-1, X.shape[-1]).astype(np.float64)
+        lab = label.reshape(-1).astype(np.int64)
+        return (-np.log(np.maximum(x[np.arange(x.shape[0]), lab], LOG_CLAMP)).astype(X.dtype),)
+
+    def bind(self, inputs, outputs):
+        x, label = inputs
+        d = x.shape[-1]
+        n = x.shape[0] if len(x.shape) == 2 else 1
+        args = (x.reshape(n, d), label.reshape(n), outputs[0])
+        kernel = self.kernel
+
+        def call():
+            _check_label_result(kernel(*args), label, d, "")
+
+        return call
+
+
+@numba.njit(cache=True)
+def cross_entropy_cpu(x, label, y):
+    """y[i] = -sum_j label[i, j] * log(max(x[i, j], 1e-20)) for x, label (N, D)."""
+    n, d = x.shape
+    for i in range(n):
+        total = 0.0
+        for j in range(d):
+            total -= label[i, j] * math.log(max(x[i, j], 1e-20))
+        y[i] = total
+
+
+@register_op
+class CrossEntropy(Operator):
+    """Y[i] = -sum_j label[i, j] * log(max(X[i, j], 1e-20)) for probabilities X and soft labels
+    of the same shape (N, D) (or 1-D: one sample)."""
+
+    inputs, outputs = ("X", "label"), ("Y",)
+    cpu = staticmethod(cross_entropy_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        x, label = tuple(shapes[0]), tuple(shapes[1])
+        if x != label:
+            raise errors.ShapeError(f"X {x} and label {label} must have the same shape")
+        if len(x) not in (1, 2):
+            raise errors.ShapeError(f"X must be 2-D (N, D) or 1-D, got {x}")
+        return [(x[0] if len(x) == 2 else 1,)], [dtypes[0]]
+
+    @staticmethod
+    def reference(X, label):
+        x = X.reshape(-1, X.shape[-1]).astype(np.float64)
+        lab = label.reshape(x.shape).astype(np.float64)
+        return ((-(lab * np.log(np.maximum(x, LOG_CLAMP))).sum(axis=1)).astype(X.dtype),)
+
+    def bind(self, inputs, outputs):
+        x, label = inputs
+        d = x.shape[-1]
+        n = x.shape[0] if len(x.shape) == 2 else 1
+        return functools.partial(self.kernel, x.reshape(n, d), label.reshape(n, d), outputs[0])
+
+
+@numba.njit(cache=True)
+def squared_l2_cpu(x, y, out):
+    """out[i] = 0.5 * sum_j (x[i, j] - y[i, j])**2 for x, y (N, D)."""
+    n, d = x.shape
+    for i in range(n):
+        total = 0.0
+        for j in range(d):
+            diff = x[i, j] - y[i, j]
+            total += diff * diff
+        out[i] = 0.5 * total
+
+
+@register_op
+class SquaredL2Distance(Operator):
+    """Z[i] = 0.5 * ||X[i] - Y[i]||² over each row of X and Y (same shape; row = all dims but
+    the first).  Z has one value per row."""
+
+    inputs, outputs = ("X", "Y"), ("Z",)
+    cpu = staticmethod(squared_l2_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        x, y = tuple(shapes[0]), tuple(shapes[1])
+        if x != y:
+            raise errors.ShapeError(f"X {x} and Y {y} must have the same shape")
+        if dtypes[0] != dtypes[1]:
+            raise errors.ShapeError("X and Y must have the same dtype")
+        return [(x[0] if x else 1,)], [dtypes[0]]
+
+    @staticmethod
+    def reference(X, Y):
+        n = X.shape[0] if X.ndim else 1
+        diff = (X.astype(np.float64) - Y.astype(np.float64)).reshape(n, -1)
+        return ((0.5 * (diff * diff).sum(axis=1)).astype(X.dtype),)
+
+    def bind(self, inputs, outputs):
+        x, y = inputs
+        n = x.shape[0] if x.shape else 1
+        d = x.size // n if n else 0
+        return functools.partial(self.kernel, x.reshape(n, d), y.reshape(n, d), outputs[0].reshape(n))
+
+
+@numba.njit(cache=True)
+def averaged_loss_cpu(x, out):
+    """out[0] = mean(x) for flat x (0 when x is empty)."""
+    total = 0.0
+    for i in range(x.size):
+        total += x[i]
+    out[0] = total / x.size if x.size else 0.0
+
+
+@register_op
+class AveragedLoss(Operator):
+    """loss = mean(X) over all elements; a 0-d tensor."""
+
+    inputs, outputs = ("X",), ("loss",)
+    cpu = staticmethod(averaged_loss_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        return [()], [dtypes[0]]
+
+    @staticmethod
+    def reference(X):
+        return (np.asarray(X.astype(np.float64).mean() if X.size else 0.0, dtype=X.dtype),)
+
+    def bind(self, inputs, outputs):
+        x = inputs[0]
+        return functools.partial(self.kernel, x.reshape(x.size if x.shape else 1), outputs[0].reshape(1))
