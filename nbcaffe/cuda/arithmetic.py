@@ -1,0 +1,49 @@
+"""CUDA kernels for nbcaffe/ops/arithmetic.py (same ops, same order)."""
+
+from __future__ import annotations
+
+from numba import cuda
+
+from nbcaffe.cuda._launch import THREADS, binary_elementwise, blocks_for, copy_launch, unary_elementwise
+from nbcaffe.devices import CUDA
+from nbcaffe.ops import arithmetic as cpu
+from nbcaffe.registry import register_kernel
+
+register_kernel("Add", CUDA)(binary_elementwise(cpu.add))
+register_kernel("Sub", CUDA)(binary_elementwise(cpu.sub))
+register_kernel("Mul", CUDA)(binary_elementwise(cpu.mul))
+register_kernel("Div", CUDA)(binary_elementwise(cpu.div))
+
+
+@cuda.jit
+def sum_pair_kernel(a, b, out):
+    """out[i] = a[i] + b[i] (flat, equal sizes)."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = a[i] + b[i]
+
+
+@cuda.jit
+def sum_accumulate_kernel(out, x):
+    """out[i] += x[i] (flat, equal sizes)."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] += x[i]
+
+
+def sum_pair(a, b, out):
+    sum_pair_kernel[blocks_for(out.size), THREADS](a, b, out)
+
+
+def sum_accumulate(out, x):
+    sum_accumulate_kernel[blocks_for(out.size), THREADS](out, x)
+
+
+register_kernel("Sum", CUDA)(cpu.SumKernels(sum_pair, sum_accumulate, copy_launch))
+register_kernel("Scale", CUDA)(unary_elementwise(cpu.scale, 1))
+register_kernel("Exp", CUDA)(unary_elementwise(cpu.exp))
+register_kernel("Log", CUDA)(unary_elementwise(cpu.log))
+register_kernel("Sqrt", CUDA)(unary_elementwise(cpu.sqrt))
+register_kernel("Abs", CUDA)(unary_elementwise(cpu.absolute))
+register_kernel("Negative", CUDA)(unary_elementwise(cpu.negative))
+register_kernel("Sqr", CUDA)(unary_elementwise(cpu.sqr))
+register_kernel("Clip", CUDA)(unary_elementwise(cpu.clip, 2))
+register_kernel("Pow", CUDA)(cpu.PowKernels(unary_elementwise(cpu.power, 1), binary_elementwise(cpu.power)))

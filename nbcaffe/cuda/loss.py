@@ -1,0 +1,218 @@
+"""CUDA kernels for nbcaffe/ops/loss.py.
+
+SoftmaxWithLoss runs as two kernels: a row kernel (one block per softmax row) writes the
+probabilities plus each row's weighted loss and weight, then a one-block reduction forms
+the mean.  Rows are described generically — row r starts at ``(r // inner) * length *
+inner + r % inner`` and its elements are ``inner`` apart — so the plain (N, D) layout
+(inner = 1) and the spatial (N, C, H*W) layout (inner = H*W) share one kernel.  Label
+range errors are flagged in a device word and raised on the host, like the CPU kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import cuda
+
+from nbcaffe.cuda._launch import ROW_THREADS, THREADS, blocks_for
+from nbcaffe.cuda.activation import block_max, block_sum
+from nbcaffe.devices import CUDA
+from nbcaffe.ops.loss import SoftmaxLossKernels
+from nbcaffe.registry import register_kernel
+
+MODE_LABEL, MODE_PROB, MODE_SPATIAL = 0, 1, 2
+
+
+@cuda.jit
+def softmax_loss_rows_kernel(x, label, weight, use_weight, mode, length, inner, p, row_loss, row_weight, bad):
+    """Softmax of every row of flat x into flat p; row_loss[r], row_weight[r] for the mean.
+
+    mode 0: int label per row; mode 1: label is a probability row laid out like x;
+    mode 2: int label per row with -1 = ignore.  bad[0] receives 1 + the first bad row.
+    """
+    shared_max = cuda.shared.array(ROW_THREADS, numba.float64)
+    shared_sum = cuda.shared.array(ROW_THREADS, numba.float64)
+    tid = cuda.threadIdx.x
+    n_rows = row_loss.size
+    for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
+        base = (r // inner) * length * inner + r % inner
+        m = -math.inf
+        for j in range(tid, length, ROW_THREADS):
+            v = x[base + j * inner]
+            if v > m:
+                m = v
+        shared_max[tid] = m
+        cuda.syncthreads()  # partial maxima visible before reducing
+        block_max(shared_max, tid)
+        m = shared_max[0]
+        acc = 0.0
+        for j in range(tid, length, ROW_THREADS):
+            e = math.exp(x[base + j * inner] - m)
+            p[base + j * inner] = e
+            acc += e
+        shared_sum[tid] = acc
+        cuda.syncthreads()  # partial sums visible before reducing
+        block_sum(shared_sum, tid)
+        total = shared_sum[0]
+        inv = 1.0 / total
+        for j in range(tid, length, ROW_THREADS):
+            p[base + j * inner] *= inv
+        cuda.syncthreads()  # probabilities written (mode 1 reads them) and shared arrays free
+        w = weight[r] if use_weight else 1.0
+        if mode == MODE_PROB:
+            part = 0.0
+            for j in range(tid, length, ROW_THREADS):
+                part += -math.log(max(p[base + j * inner], 1e-20)) * label[base + j * inner]
+            shared_sum[tid] = part
+            cuda.syncthreads()  # partial row losses visible before reducing
+            block_sum(shared_sum, tid)
+            if tid == 0:
+                row_loss[r] = shared_sum[0] * w
+                row_weight[r] = w
+        elif tid == 0:
+            lab = int(label[r])
+            if mode == MODE_SPATIAL and lab == -1:
+                row_loss[r] = 0.0
+                row_weight[r] = 0.0
+            elif lab < 0 or lab >= length:
+                cuda.atomic.min(bad, 0, r)
+                row_loss[r] = 0.0
+                row_weight[r] = 0.0
+            elif mode == MODE_SPATIAL:
+                row_loss[r] = -math.log(max(p[base + lab * inner], 1e-20)) * w
+                row_weight[r] = w
+            else:
+                # log-softmax directly, finite even where p underflows
+                row_loss[r] = -(x[base + lab * inner] - m - math.log(total)) * w
+                row_weight[r] = w
+        cuda.syncthreads()  # shared arrays are reused by this block's next row
+
+
+@cuda.jit
+def weighted_mean_kernel(row_loss, row_weight, scale, loss):
+    """loss[0] = scale * sum(row_loss) / sum(row_weight) (0 when the weights sum to 0); 1 block."""
+    shared_loss = cuda.shared.array(ROW_THREADS, numba.float64)
+    shared_weight = cuda.shared.array(ROW_THREADS, numba.float64)
+    tid = cuda.threadIdx.x
+    a = 0.0
+    b = 0.0
+    for i in range(tid, row_loss.size, ROW_THREADS):
+        a += row_loss[i]
+        b += row_weight[i]
+    shared_loss[tid] = a
+    shared_weight[tid] = b
+    cuda.syncthreads()  # partial sums visible before reducing
+    block_sum(shared_loss, tid)
+    block_sum(shared_weight, tid)
+    if tid == 0:
+        loss[0] = shared_loss[0] * scale / shared_weight[0] if shared_weight[0] != 0.0 else 0.0
+
+
+def _softmax_loss(mode):
+    def launch(x, label, weight, use_weight, p, loss, scale):
+        """Launcher with the CPU kernels' signature; returns -1 or the first bad label's row."""
+        if mode == MODE_SPATIAL:
+            n, length, inner = x.shape
+        else:
+            n, length = x.shape
+            inner = 1
+        rows = n * inner
+        x_flat = x.reshape(x.size)
+        p_flat = p.reshape(p.size)
+        label_flat = label.reshape(label.size)
+        weight_flat = weight.reshape(weight.size)
+        row_loss = cuda.device_array(rows, np.float64)
+        row_weight = cuda.device_array(rows, np.float64)
+        bad = cuda.to_device(np.array([rows], np.int64))
+        if rows:
+            softmax_loss_rows_kernel[max(1, min(rows, 4096)), ROW_THREADS](
+                x_flat, label_flat, weight_flat, use_weight, mode, length, inner, p_flat, row_loss, row_weight, bad)
+        weighted_mean_kernel[1, ROW_THREADS](row_loss, row_weight, scale, loss)
+        first_bad = int(bad.copy_to_host()[0])
+        return first_bad if first_bad < rows else -1
+
+    return launch
+
+
+register_kernel("SoftmaxWithLoss", CUDA)(
+    SoftmaxLossKernels(_softmax_loss(MODE_LABEL), _softmax_loss(MODE_PROB), _softmax_loss(MODE_SPATIAL)))
+
+
+@cuda.jit
+def label_cross_entropy_kernel(x, label, y, bad):
+    """y[i] = -log(max(x[i, label[i]], 1e-20)); bad[0] = min bad row."""
+    n = x.shape[0]
+    d = x.shape[1]
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        lab = int(label[i])
+        if lab < 0 or lab >= d:
+            cuda.atomic.min(bad, 0, i)
+            y[i] = 0
+        else:
+            y[i] = -math.log(max(x[i, lab], 1e-20))
+
+
+@register_kernel("LabelCrossEntropy", CUDA)
+def label_cross_entropy_launch(x, label, y):
+    n = x.shape[0]
+    bad = cuda.to_device(np.array([n], np.int64))
+    label_cross_entropy_kernel[blocks_for(n), THREADS](x, label, y, bad)
+    first_bad = int(bad.copy_to_host()[0])
+    return first_bad if first_bad < n else -1
+
+
+@cuda.jit
+def cross_entropy_kernel(x, label, y):
+    """y[i] = -sum_j label[i, j] * log(max(x[i, j], 1e-20)); one thread per row."""
+    n = x.shape[0]
+    d = x.shape[1]
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        total = 0.0
+        for j in range(d):
+            total -= label[i, j] * math.log(max(x[i, j], 1e-20))
+        y[i] = total
+
+
+@register_kernel("CrossEntropy", CUDA)
+def cross_entropy_launch(x, label, y):
+    cross_entropy_kernel[blocks_for(x.shape[0]), THREADS](x, label, y)
+
+
+@cuda.jit
+def squared_l2_kernel(x, y, out):
+    """out[i] = 0.5 * sum_j (x[i, j] - y[i, j])**2; one thread per row."""
+    n = x.shape[0]
+    d = x.shape[1]
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        total = 0.0
+        for j in range(d):
+            diff = x[i, j] - y[i, j]
+            total += diff * diff
+        out[i] = 0.5 * total
+
+
+@register_kernel("SquaredL2Distance", CUDA)
+def squared_l2_launch(x, y, out):
+    squared_l2_kernel[blocks_for(x.shape[0]), THREADS](x, y, out)
+
+
+@cuda.jit
+def mean_kernel(x, out):
+    """out[0] = mean(x) (0 for empty x); one block."""
+    shared = cuda.shared.array(ROW_THREADS, numba.float64)
+    tid = cuda.threadIdx.x
+    acc = 0.0
+    for i in range(tid, x.size, ROW_THREADS):
+        acc += x[i]
+    shared[tid] = acc
+    cuda.syncthreads()  # partial sums visible before reducing
+    block_sum(shared, tid)
+    if tid == 0:
+        out[0] = shared[0] / x.size if x.size else 0.0
+
+
+@register_kernel("AveragedLoss", CUDA)
+def averaged_loss_launch(x, out):
+    mean_kernel[1, ROW_THREADS](x, out)
