@@ -274,7 +274,7 @@ class LabelCrossEntropy(Operator):
 
     def bind(self, inputs, outputs):
         x, label = inputs
-        d = x.shape[-1]
+        d = tuple(x.shape)[-1]
         n = x.shape[0] if len(x.shape) == 2 else 1
         args = (x.reshape(n, d), label.reshape(n), outputs[0])
         kernel = self.kernel
@@ -321,7 +321,7 @@ class CrossEntropy(Operator):
 
     def bind(self, inputs, outputs):
         x, label = inputs
-        d = x.shape[-1]
+        d = tuple(x.shape)[-1]
         n = x.shape[0] if len(x.shape) == 2 else 1
         return functools.partial(self.kernel, x.reshape(n, d), label.reshape(n, d), outputs[0])
 

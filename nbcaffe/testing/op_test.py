@@ -1,0 +1,167 @@
+"""Reference, shape-inference and device checks for single operators.
+
+Every check runs the op in a private workspace (the caller's workspace is untouched), feeds
+copies of the inputs and compares host copies of the outputs.  Shape inference is checked
+on every reference check and a mismatch *fails* (Caffe2 only logged it).
+"""
+
+from __future__ import annotations
+
+import re
+import unittest
+
+import numpy as np
+
+from nbcaffe import net as _net
+from nbcaffe import registry, utils, workspace
+from nbcaffe.devices import CPU, DeviceOption, describe
+from nbcaffe.proto import caffe2_pb2
+from nbcaffe.testing.strategies import device_options  # noqa: F401  (re-exported)
+
+
+def _with_device(op, device_option):
+    copy = caffe2_pb2.OperatorDef()
+    copy.CopyFrom(op)
+    if device_option is not None:
+        copy.device_option.CopyFrom(device_option)
+    return copy
+
+
+def run_op(device_option, op, inputs, input_device_options=None, outputs=None):
+    """Run ``op`` on ``device_option`` with ``inputs`` fed under the op's input names, in a fresh
+    workspace; return host copies of its outputs (or of the named ``outputs``)."""
+    op = _with_device(op, device_option)
+    input_device_options = input_device_options or {}
+    with workspace.temp_workspace("_nbcaffe_op_test_"):
+        for name, value in zip(op.input, inputs):
+            workspace.FeedBlob(name, value, input_device_options.get(name, device_option))
+        workspace.RunOperatorOnce(op)
+        names = list(outputs) if outputs is not None else list(op.output)
+        return [workspace.FetchBlob(name) for name in names]
+
+
+def reference_outputs(op, inputs):
+    """The schema reference's outputs for ``op`` (arguments parsed exactly as the runner does)."""
+    record = registry.get_schema(op.type)
+    cpu_op = _with_device(op, DeviceOption(CPU))
+    cpu_op.engine = registry.REFERENCE_ENGINE  # exists for every op, GPU-only ones included
+    instance = _net.create_operator(cpu_op, workspace.Workspace("_nbcaffe_ref_"))
+    kwargs = instance.reference_kwargs()
+    return list(record.reference(*[np.array(x, copy=True) for x in inputs], **kwargs))
+
+
+def inferred_outputs(op, inputs):
+    """(shapes, dtypes) that InferShapesAndTypes gives for op's outputs ({} for unknown)."""
+    net_def = caffe2_pb2.NetDef(name="_nbcaffe_infer_")
+    net_def.op.add().CopyFrom(op)
+    dims = {name: list(np.shape(x)) for name, x in zip(op.input, inputs)}
+    types = {}
+    for name, x in zip(op.input, inputs):
+        types[name] = utils.data_type_of(np.asarray(x).dtype)
+    shapes, dtypes = workspace.Workspace("_nbcaffe_infer_").infer_shapes_and_types([net_def], dims, types)
+    return ({n: tuple(shapes[n]) for n in op.output if n in shapes},
+            {n: utils.dtype_of(dtypes[n]) for n in op.output if n in dtypes})
+
+
+def _compare(name, actual, expected, rtol, atol, where):
+    expected = np.asarray(expected)
+    actual = np.asarray(actual)
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{where}: output '{name}' has shape {actual.shape}, expected {expected.shape}")
+    if actual.dtype != expected.dtype:
+        raise AssertionError(f"{where}: output '{name}' has dtype {actual.dtype}, expected {expected.dtype}")
+    if actual.dtype == object or actual.dtype.kind in "SUb":
+        if not np.array_equal(actual, expected):
+            raise AssertionError(f"{where}: output '{name}' differs: {actual!r} vs {expected!r}")
+        return
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol,
+                               err_msg=f"{where}: output '{name}'", equal_nan=True)
+
+
+def check_reference(device_option, op, inputs, reference=None, threshold=1e-4, atol=None, outputs_to_check=None,
+                    input_device_options=None, check_shapes=True):
+    """Run ``op`` and compare each output with ``reference(*inputs)`` (default: the schema's
+    NumPy reference), and with the statically inferred shapes and dtypes.
+
+    Random ops (``schema.random``) are compared on shape and dtype only.  Returns the outputs.
+    """
+    outputs = run_op(device_option, op, inputs, input_device_options)
+    record = registry.get_schema(op.type)
+    where = f"{op.type} on {describe(device_option)}"
+    expected = list(reference(*inputs)) if reference is not None else reference_outputs(op, inputs)
+    indices = range(len(op.output)) if outputs_to_check is None else outputs_to_check
+    for i in indices:
+        if i >= len(expected):
+            raise AssertionError(f"{where}: reference returned {len(expected)} outputs, op has {len(op.output)}")
+        if record.op_class.random:
+            exp = np.asarray(expected[i])
+            if outputs[i].shape != exp.shape or outputs[i].dtype != exp.dtype:
+                raise AssertionError(f"{where}: random output {outputs[i].shape} {outputs[i].dtype}, reference "
+                                     f"{exp.shape} {exp.dtype}")
+            continue
+        _compare(op.output[i], outputs[i], expected[i], threshold, threshold if atol is None else atol, where)
+    if check_shapes:
+        shapes, dtypes = inferred_outputs(op, inputs)
+        for name, value in zip(op.output, outputs):
+            value = np.asarray(value)
+            if name in shapes and tuple(shapes[name]) != value.shape:
+                raise AssertionError(f"{where}: shape inference says {shapes[name]} for '{name}' but the op"
+                                     f" produced {value.shape}")
+            if name in dtypes and dtypes[name] != value.dtype and value.dtype != object:
+                raise AssertionError(f"{where}: type inference says {dtypes[name]} for '{name}' but the op"
+                                     f" produced {value.dtype}")
+    return outputs
+
+
+def check_devices(device_options_list, op, inputs, outputs_to_check=None, threshold=1e-4, atol=None,
+                  input_device_options=None):
+    """Run the same op on every device option and compare each device's outputs with the
+    first one's (normally the CPU).  Random ops compare shapes and dtypes only."""
+    record = registry.get_schema(op.type)
+    results = [run_op(d, op, inputs, input_device_options) for d in device_options_list]
+    base, base_device = results[0], device_options_list[0]
+    indices = range(len(op.output)) if outputs_to_check is None else outputs_to_check
+    for device, outs in zip(device_options_list[1:], results[1:]):
+        where = f"{op.type}: {describe(device)} vs {describe(base_device)}"
+        for i in indices:
+            if record.op_class.random:
+                if outs[i].shape != base[i].shape or outs[i].dtype != base[i].dtype:
+                    raise AssertionError(f"{where}: output '{op.output[i]}' {outs[i].shape} {outs[i].dtype} vs"
+                                         f" {base[i].shape} {base[i].dtype}")
+                continue
+            _compare(op.output[i], outs[i], base[i], threshold, threshold if atol is None else atol, where)
+    return results
+
+
+class OpTestCase(unittest.TestCase):
+    """unittest base with the Caffe2 assertion names and snake_case twins."""
+
+    def assertReferenceChecks(self, device_option, op, inputs, reference=None, threshold=1e-4, atol=None,
+                              outputs_to_check=None, input_device_options=None):
+        return check_reference(device_option, op, inputs, reference, threshold, atol, outputs_to_check,
+                               input_device_options)
+
+    def assertDeviceChecks(self, device_options_list, op, inputs, outputs_to_check=None, threshold=1e-4,
+                           atol=None, input_device_options=None):
+        return check_devices(device_options_list, op, inputs, outputs_to_check, threshold, atol, input_device_options)
+
+    def assertValidationChecks(self, device_option, op, inputs, validator, as_kwargs=True):
+        outputs = run_op(device_option, op, inputs)
+        if as_kwargs:
+            named = dict(zip(list(op.input) + list(op.output), list(inputs) + list(outputs)))
+            validator(**named)
+        else:
+            validator(inputs=inputs, outputs=outputs)
+
+    def assertRunOpRaises(self, device_option, op, inputs, exception=(Exception,), regexp=None):
+        with self.assertRaises(exception) as context:
+            run_op(device_option, op, inputs)
+        if regexp is not None and not re.search(regexp, str(context.exception)):
+            raise AssertionError(f"{type(context.exception).__name__} message does not match {regexp!r}:"
+                                 f" {context.exception}")
+        return context.exception
+
+    assert_reference = assertReferenceChecks
+    assert_devices = assertDeviceChecks
+    assert_validation = assertValidationChecks
+    assert_raises_op = assertRunOpRaises

@@ -1,0 +1,108 @@
+"""One or more small, valid input sets for every registered operator.
+
+The sweep (tests/test_op_sweep.py) runs each case through the reference, shape-inference
+and device checks, and fails when an op has no entry here — so a new op cannot skip the
+harness.  Shapes stay tiny: the CUDA simulator runs one Python thread per CUDA thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nbcaffe.proto import caffe2_pb2
+
+F32 = np.float32
+T = caffe2_pb2.TensorProto
+
+
+def case(inputs, outputs=1, **args):
+    """A sample: input arrays, number of outputs, op arguments."""
+    return {"inputs": list(inputs), "outputs": outputs, "args": args}
+
+
+def _r(seed=0):
+    return np.random.default_rng(seed)
+
+
+def away_from(values, kink=0.0, margin=0.05):
+    values = values.copy()
+    near = np.abs(values - kink) < margin
+    values[near] = kink + margin
+    return values
+
+
+def samples():
+    r = _r(0)
+    x23 = r.standard_normal((2, 3)).astype(F32)
+    y23 = r.standard_normal((2, 3)).astype(F32)
+    pos = (r.random((2, 3)) + 0.5).astype(F32)
+    x234 = r.standard_normal((2, 3, 4)).astype(F32)
+    probs = (lambda a: a / a.sum(axis=1, keepdims=True))(r.random((3, 4)).astype(F32) + 0.1).astype(F32)
+    labels3 = np.array([0, 3, 1], np.int32)
+
+    binary = [case([x23, y23]),
+              case([x234, r.standard_normal((3, 4)).astype(F32)], broadcast=1),
+              case([x234, r.standard_normal((3,)).astype(F32)], broadcast=1, axis=1),
+              case([x234, r.standard_normal((4,)).astype(F32)]),
+              case([r.standard_normal((3, 1)).astype(F32), r.standard_normal((1, 4)).astype(F32)])]
+    div_cases = [case([x23, pos]), case([x234, (r.random(4) + 0.5).astype(F32)], broadcast=1)]
+    unary = [case([x23]), case([x234])]
+
+    return {
+        "Add": binary, "Sub": binary, "Mul": binary, "Div": div_cases,
+        "Sum": [case([x23]), case([x23, y23]), case([x23, y23, pos])],
+        "Scale": [case([x23], scale=2.5)],
+        "Exp": unary, "Log": [case([pos])], "Sqrt": [case([pos])], "Abs": unary, "Negative": unary,
+        "Sqr": unary,
+        "Pow": [case([pos], exponent=2.5), case([pos, (r.random((2, 3)) + 0.5).astype(F32)]),
+                case([pos, np.array([2.0], F32)], broadcast=1)],
+        "Clip": [case([x23], min=-0.5, max=0.3), case([x23])],
+        "Relu": [case([away_from(x23)])], "LeakyRelu": [case([away_from(x23)], alpha=0.2)],
+        "Sigmoid": unary, "Tanh": unary, "Elu": [case([away_from(x23)], alpha=0.7)],
+        "Softmax": [case([x23]), case([x234], axis=2), case([x234], axis=1)],
+        "FC": [case([r.standard_normal((3, 4)).astype(F32), r.standard_normal((2, 4)).astype(F32),
+                     r.standard_normal(2).astype(F32)]),
+               case([x234, r.standard_normal((5, 4)).astype(F32), r.standard_normal(5).astype(F32)], axis=2),
+               case([x234, r.standard_normal((5, 3, 4)).astype(F32), r.standard_normal(5).astype(F32)])],
+        "SoftmaxWithLoss": [
+            case([r.standard_normal((3, 4)).astype(F32), labels3], outputs=2),
+            case([r.standard_normal((3, 4)).astype(F32), labels3, np.array([1.0, 0.5, 2.0], F32)], outputs=2,
+                 scale=0.5),
+            case([r.standard_normal((3, 4)).astype(F32), probs], outputs=2, label_prob=1),
+            case([r.standard_normal((2, 3, 2, 2)).astype(F32),
+                  np.array([[[0, 2], [-1, 1]], [[1, 1], [2, -1]]], np.int32)], outputs=2, spatial=1)],
+        "LabelCrossEntropy": [case([probs, labels3])],
+        "CrossEntropy": [case([probs, probs[::-1].copy()])],
+        "SquaredL2Distance": [case([x23, y23]), case([x234, x234[::-1].copy()])],
+        "AveragedLoss": [case([x23]), case([r.standard_normal(5).astype(F32)])],
+        "ConstantFill": [case([], shape=[2, 3], value=1.5), case([x23], value=2.0),
+                         case([], shape=[2], value=3, dtype=T.INT32), case([], shape=[3], value=7),
+                         case([np.array([2, 2], np.int64)], value=1.0, input_as_shape=1),
+                         case([x23], value=1.0, extra_shape=[2])],
+        "GaussianFill": [case([], shape=[4, 5], mean=1.0, std=0.5), case([x23])],
+        "UniformFill": [case([], shape=[4, 5], min=-2.0, max=3.0)],
+        "UniformIntFill": [case([], shape=[4, 5], min=-2, max=3)],
+        "XavierFill": [case([], shape=[4, 5])],
+        "MSRAFill": [case([], shape=[4, 5, 2])],
+        "GivenTensorFill": [case([], shape=[2, 3], values=[1.0, 2.0, 3.0, 4.0, 5.0, 6.5])],
+        "GivenTensorDoubleFill": [case([], shape=[3], values=[1.0, 2.0, 3.0])],
+        "GivenTensorIntFill": [case([], shape=[2, 2], values=[1, -2, 3, 4])],
+        "GivenTensorInt16Fill": [case([], shape=[2], values=[1, -2])],
+        "GivenTensorInt64Fill": [case([], shape=[3], values=[1, 2 ** 40, -3])],
+        "GivenTensorBoolFill": [case([], shape=[3], values=[1, 0, 1])],
+        "GivenTensorStringFill": [case([], shape=[2], values=["a", "bc"])],
+        "GivenTensorByteStringToUInt8Fill": [case([], shape=[2, 2], values=[b"\x01\x02\x03\xff"])],
+        "Reshape": [case([x234], outputs=2, shape=[4, -1]), case([x234], outputs=2, shape=[0, 12]),
+                    case([x234, np.array([6, 4], np.int64)], outputs=2)],
+        "Flatten": [case([x234]), case([x234], axis=2)],
+        "FlattenToVec": [case([x234])],
+        "Cast": [case([x23], to=T.INT32), case([x23], to=T.BOOL), case([labels3], to=T.FLOAT),
+                 case([x23], to=T.DOUBLE)],
+        "Copy": [case([x23])], "StopGradient": [case([x23])], "EnsureCPUOutput": [case([x23])],
+        "CopyFromCPUInput": [case([x23])], "CopyCPUToGPU": [case([x23])], "CopyGPUToCPU": [case([x23])],
+        "Print": [case([x23], outputs=0)],
+    }
+
+
+# Input devices that differ from the op's device (by input index).
+HOST_INPUTS = {"CopyCPUToGPU": {0}, "CopyFromCPUInput": {0}}
