@@ -117,7 +117,9 @@ def _should_stop(workspace, blob_name) -> bool:
         return False
     value = workspace.blobs.get(blob_name)
     if value is None:
-        raise errors.BlobNotFoundError(f"should_stop_blob '{blob_name}' is not in the workspace")
+        raise errors.BlobNotFoundError(
+            f"should_stop_blob '{blob_name}' is not in the workspace (or holds no value); create it before the"
+            f" step runs, e.g. ConstantFill(shape=[1], value=False, dtype=BOOL) in the init net")
     if not isinstance(value, np.ndarray):
         value = value.copy_to_host()
     if value.size != 1:

@@ -11,7 +11,7 @@ SHARED = REPO.parent / "shared"
 TESTDATA = SHARED / "testdata"
 
 
-def testdata(*parts) -> pathlib.Path:
+def shared_data(*parts) -> pathlib.Path:
     """Path under ../shared/testdata, or skip the test saying what is missing."""
     path = TESTDATA.joinpath(*parts)
     if not path.exists():
