@@ -47,19 +47,26 @@ def samples():
               case([r.standard_normal((3, 1)).astype(F32), r.standard_normal((1, 4)).astype(F32)])]
     div_cases = [case([x23, pos]), case([x234, (r.random(4) + 0.5).astype(F32)], broadcast=1)]
     unary = [case([x23]), case([x234])]
+    # >= 256 elements: the CPU switches to the NumPy (SIMD) form of transcendental kernels
+    big = (r.standard_normal((20, 24)) * 4).astype(F32)
+    big[0, :4] = [-100.0, 100.0, -20.0, 20.0]  # far tails: no overflow, no NaN
+    big_pos = (r.random((20, 24)) * 3 + 0.01).astype(F32)
+    big_labels = r.integers(0, 24, 20).astype(np.int32)
 
     return {
         "Add": binary, "Sub": binary, "Mul": binary, "Div": div_cases,
         "Sum": [case([x23]), case([x23, y23]), case([x23, y23, pos])],
         "Scale": [case([x23], scale=2.5)],
-        "Exp": unary, "Log": [case([pos])], "Sqrt": [case([pos])], "Abs": unary, "Negative": unary,
+        "Exp": unary + [case([big / 8])], "Log": [case([pos]), case([big_pos])], "Sqrt": [case([pos])],
+        "Abs": unary, "Negative": unary,
         "Sqr": unary,
-        "Pow": [case([pos], exponent=2.5), case([pos, (r.random((2, 3)) + 0.5).astype(F32)]),
+        "Pow": [case([pos], exponent=2.5), case([big_pos], exponent=-1.5), case([pos, (r.random((2, 3)) + 0.5).astype(F32)]),
                 case([pos, np.array([2.0], F32)], broadcast=1)],
         "Clip": [case([x23], min=-0.5, max=0.3), case([x23])],
         "Relu": [case([away_from(x23)])], "LeakyRelu": [case([away_from(x23)], alpha=0.2)],
-        "Sigmoid": unary, "Tanh": unary, "Elu": [case([away_from(x23)], alpha=0.7)],
-        "Softmax": [case([x23]), case([x234], axis=2), case([x234], axis=1)],
+        "Sigmoid": unary + [case([big])], "Tanh": unary + [case([big])],
+        "Elu": [case([away_from(x23)], alpha=0.7), case([away_from(big)], alpha=0.7)],
+        "Softmax": [case([x23]), case([x234], axis=2), case([x234], axis=1), case([big * 10])],
         "FC": [case([r.standard_normal((3, 4)).astype(F32), r.standard_normal((2, 4)).astype(F32),
                      r.standard_normal(2).astype(F32)]),
                case([x234, r.standard_normal((5, 4)).astype(F32), r.standard_normal(5).astype(F32)], axis=2),
@@ -69,6 +76,8 @@ def samples():
             case([r.standard_normal((3, 4)).astype(F32), labels3, np.array([1.0, 0.5, 2.0], F32)], outputs=2,
                  scale=0.5),
             case([r.standard_normal((3, 4)).astype(F32), probs], outputs=2, label_prob=1),
+            case([big * 10, big_labels], outputs=2),
+            case([big, big_labels, r.random(20).astype(F32)], outputs=2, scale=2.0),
             case([r.standard_normal((2, 3, 2, 2)).astype(F32),
                   np.array([[[0, 2], [-1, 1]], [[1, 1], [2, -1]]], np.int32)], outputs=2, spatial=1)],
         "LabelCrossEntropy": [case([probs, labels3])],

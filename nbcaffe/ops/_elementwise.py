@@ -6,6 +6,12 @@ the formula.  Binary ops support Caffe2's legacy ``broadcast=1, axis`` form and 
 multidirectional broadcasting; both reduce to one strided kernel (a zero stride repeats an
 operand), with a flat fast path when the shapes are equal.
 
+CPU kernels of transcendental ops (exp, log, tanh, sigmoid, ...) may also supply a NumPy
+``vector`` form: NumPy's SIMD ufuncs beat a numba loop that calls libm per element from a
+few dozen elements up (benchmarks/bench_ops.py: tanh 45x, exp 5x at 4096 elements), so
+:class:`SizeSwitch` picks the loop for tiny tensors (lowest call overhead) and the ufuncs
+above ``VECTOR_MIN_SIZE``.  The choice is made once, when the op binds its arrays.
+
 Why the loop kernels are not ``cache=True``: they close over scalar functions defined in
 other files, and numba's cache only notices edits to the file that holds the kernel, so a
 cached loop could silently keep an old formula.  Each loop compiles in ~0.1 s.
@@ -21,7 +27,29 @@ import numpy as np
 from nbcaffe import errors, schema
 from nbcaffe.operator import Operator
 
+VECTOR_MIN_SIZE = 256  # from benchmarks: below this a numba loop's lower call cost wins
+
 # ------------------------------------------------------------------------ CPU kernel factories
+
+
+class SizeSwitch:
+    """A CPU kernel with two implementations of one contract: ``loop`` (numba) for small
+    tensors, ``vector`` (NumPy ufuncs) from ``min_size`` elements; ``choose(size)`` picks."""
+
+    __slots__ = ("loop", "vector", "min_size")
+
+    def __init__(self, loop, vector, min_size=VECTOR_MIN_SIZE):
+        self.loop = loop
+        self.vector = vector
+        self.min_size = min_size
+
+    def choose(self, size):
+        return self.vector if size >= self.min_size else self.loop
+
+
+def choose(kernel, size):
+    """The concrete kernel for a tensor of ``size`` elements (identity for plain kernels)."""
+    return kernel.choose(size) if isinstance(kernel, SizeSwitch) else kernel
 
 
 def unary_kernel(scalar, n_params=0):
@@ -75,8 +103,27 @@ def binary_kernels(scalar, n_params=0):
             ob = 0
             pos = 0
             for _ in range(c.size // inner):
-                for k in range(inner):
-                    c[pos + k] = f(a[oa + k * ia_in], b[ob + k * ib_in])
+                # NOTE: row views indexed from 0 let numba vectorise the common stride-1/0
+                # inner loops (an offset index blocks vectorisation: perf-anchors finding 1).
+                cr = c[pos:pos + inner]
+                if ia_in == 1 and ib_in == 1:
+                    ar = a[oa:oa + inner]
+                    br = b[ob:ob + inner]
+                    for k in range(inner):
+                        cr[k] = f(ar[k], br[k])
+                elif ia_in == 1 and ib_in == 0:
+                    ar = a[oa:oa + inner]
+                    bs = b[ob]
+                    for k in range(inner):
+                        cr[k] = f(ar[k], bs)
+                elif ia_in == 0 and ib_in == 1:
+                    as_ = a[oa]
+                    br = b[ob:ob + inner]
+                    for k in range(inner):
+                        cr[k] = f(as_, br[k])
+                else:
+                    for k in range(inner):
+                        cr[k] = f(a[oa + k * ia_in], b[ob + k * ib_in])
                 pos += inner
                 d = ndim - 2  # advance the odometer over the outer dims
                 while d >= 0:
@@ -108,8 +155,25 @@ def binary_kernels(scalar, n_params=0):
             ob = 0
             pos = 0
             for _ in range(c.size // inner):
-                for k in range(inner):
-                    c[pos + k] = f(a[oa + k * ia_in], b[ob + k * ib_in], p0)
+                cr = c[pos:pos + inner]
+                if ia_in == 1 and ib_in == 1:
+                    ar = a[oa:oa + inner]
+                    br = b[ob:ob + inner]
+                    for k in range(inner):
+                        cr[k] = f(ar[k], br[k], p0)
+                elif ia_in == 1 and ib_in == 0:
+                    ar = a[oa:oa + inner]
+                    bs = b[ob]
+                    for k in range(inner):
+                        cr[k] = f(ar[k], bs, p0)
+                elif ia_in == 0 and ib_in == 1:
+                    as_ = a[oa]
+                    br = b[ob:ob + inner]
+                    for k in range(inner):
+                        cr[k] = f(as_, br[k], p0)
+                else:
+                    for k in range(inner):
+                        cr[k] = f(a[oa + k * ia_in], b[ob + k * ib_in], p0)
                 pos += inner
                 d = ndim - 2
                 while d >= 0:
@@ -202,10 +266,12 @@ class UnaryElementwise(Operator):
     inplace = {0: 0}
     params: tuple = ()
     scalar = None
+    vector = None  # optional NumPy form vector(x, y, *params) for large tensors on the CPU
 
     @classmethod
     def build_cpu_kernel(cls):
-        return unary_kernel(cls.scalar, len(cls.params))
+        loop = unary_kernel(cls.scalar, len(cls.params))
+        return SizeSwitch(loop, cls.vector) if cls.vector is not None else loop
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -215,7 +281,8 @@ class UnaryElementwise(Operator):
         return tuple(float(self.args[name]) for name in type(self).params)
 
     def bind(self, inputs, outputs):
-        return functools.partial(self.kernel, flat(inputs[0]), flat(outputs[0]), *self.param_values())
+        x = flat(inputs[0])
+        return functools.partial(choose(self.kernel, x.size), x, flat(outputs[0]), *self.param_values())
 
 
 class BinaryElementwise(Operator):

@@ -8,9 +8,9 @@ import math
 import numba
 import numpy as np
 
-from nbcaffe import schema
+from nbcaffe import errors, schema
 from nbcaffe.operator import Operator
-from nbcaffe.ops._elementwise import UnaryElementwise
+from nbcaffe.ops._elementwise import SizeSwitch, UnaryElementwise, choose
 from nbcaffe.registry import register_op
 
 
@@ -36,6 +36,27 @@ def tanh(x):
 
 def elu(x, alpha):
     return x if x > 0 else alpha * (math.exp(x) - 1.0)
+
+
+def sigmoid_vector(x, y):
+    """NumPy form of sigmoid for large tensors: 1 / (1 + exp(-x)); exp overflow gives 0."""
+    with np.errstate(over="ignore"):
+        np.negative(x, out=y)
+        np.exp(y, out=y)
+    y += 1
+    np.reciprocal(y, out=y)
+
+
+def tanh_vector(x, y):
+    np.tanh(x, out=y)
+
+
+def elu_vector(x, y, alpha):
+    np.minimum(x, 0, out=y)
+    np.expm1(y, out=y)
+    y *= alpha
+    positive = x > 0
+    np.copyto(y, x, where=positive)
 
 
 @register_op
@@ -67,6 +88,7 @@ class Sigmoid(UnaryElementwise):
     """Y = 1 / (1 + exp(-X)), elementwise (overflow-free form).  Y may alias X."""
 
     scalar = staticmethod(sigmoid)
+    vector = staticmethod(sigmoid_vector)
 
     @staticmethod
     def reference(X):
@@ -79,6 +101,7 @@ class Tanh(UnaryElementwise):
     """Y = tanh(X), elementwise.  Y may alias X."""
 
     scalar = staticmethod(tanh)
+    vector = staticmethod(tanh_vector)
 
     @staticmethod
     def reference(X):
@@ -92,6 +115,7 @@ class Elu(UnaryElementwise):
     args = {"alpha": 1.0}
     params = ("alpha",)
     scalar = staticmethod(elu)
+    vector = staticmethod(elu_vector)
 
     @staticmethod
     def reference(X, alpha=1.0):
@@ -118,6 +142,14 @@ def softmax_cpu(x, y):
             y[i, j] *= inv
 
 
+def softmax_vector(x, y):
+    """NumPy row softmax of (N, D) x into y: SIMD exp beats a numba loop's libm calls."""
+    m = x.max(axis=1, keepdims=True)
+    np.subtract(x, m, out=y)
+    np.exp(y, out=y)
+    y /= y.sum(axis=1, keepdims=True)
+
+
 def softmax_2d_reference(x2):
     """Row softmax in float64 (the reference of Softmax and SoftmaxWithLoss)."""
     x = x2.astype(np.float64)
@@ -137,12 +169,15 @@ class Softmax(Operator):
     inputs, outputs = ("input",), ("output",)
     inplace = {0: 0}
     args = {"axis": 1}
-    cpu = softmax_cpu
+    cpu = SizeSwitch(softmax_cpu, softmax_vector)
 
     @staticmethod
     def infer(args, shapes, dtypes):
         axis = schema.canonical_axis(args["axis"], max(len(shapes[0]), 1))
         schema.flatten_2d(shapes[0], axis)
+        if not np.issubdtype(dtypes[0], np.floating):
+            # Caffe2 registers Softmax for float only; an int output would silently hold 0s
+            raise errors.ShapeError(f"Softmax needs a floating point input, got {np.dtype(dtypes[0]).name}")
         return [shapes[0]], [dtypes[0]]
 
     @staticmethod
@@ -157,7 +192,7 @@ class Softmax(Operator):
         n, d = schema.flatten_2d(x.shape, axis)
         if n * d == 0:
             return _noop
-        return functools.partial(self.kernel, x.reshape(n, d), outputs[0].reshape(n, d))
+        return functools.partial(choose(self.kernel, n * d), x.reshape(n, d), outputs[0].reshape(n, d))
 
 
 def _noop():

@@ -16,7 +16,15 @@ import numpy as np
 
 from nbcaffe import errors, schema
 from nbcaffe.operator import Operator
-from nbcaffe.ops._elementwise import BinaryElementwise, UnaryElementwise, binary_kernels, flat, unary_kernel
+from nbcaffe.ops._elementwise import (
+    BinaryElementwise,
+    SizeSwitch,
+    UnaryElementwise,
+    binary_kernels,
+    choose,
+    flat,
+    unary_kernel,
+)
 from nbcaffe.registry import register_op
 from nbcaffe.schema import Arg
 
@@ -237,6 +245,7 @@ class Exp(_Unary):
 
     scalar = staticmethod(exp)
     numpy_fn = staticmethod(np.exp)
+    vector = staticmethod(lambda x, y: np.exp(x, out=y))
 
 
 @register_op
@@ -245,6 +254,7 @@ class Log(_Unary):
 
     scalar = staticmethod(log)
     numpy_fn = staticmethod(np.log)
+    vector = staticmethod(lambda x, y: np.log(x, out=y))
 
 
 @register_op
@@ -317,7 +327,8 @@ class Pow(BinaryElementwise):
 
     @classmethod
     def build_cpu_kernel(cls):
-        return PowKernels(unary_kernel(power, 1), binary_kernels(power))
+        vector = SizeSwitch(unary_kernel(power, 1), lambda x, y, e: np.power(x, x.dtype.type(e), out=y))
+        return PowKernels(vector, binary_kernels(power))
 
     def setup(self):
         has_arg = "exponent" in self.args.given
@@ -346,6 +357,7 @@ class Pow(BinaryElementwise):
 
     def bind(self, inputs, outputs):
         if len(inputs) == 1:
-            return functools.partial(self.kernel.unary, flat(inputs[0]), flat(outputs[0]),
+            x = flat(inputs[0])
+            return functools.partial(choose(self.kernel.unary, x.size), x, flat(outputs[0]),
                                      float(self.args["exponent"]))
         return self.bind_binary(self.kernel.binary, inputs, outputs)

@@ -10,6 +10,7 @@ import numpy as np
 
 from nbcaffe import errors, schema
 from nbcaffe.operator import Operator
+from nbcaffe.ops._elementwise import SizeSwitch, choose
 from nbcaffe.ops.activation import softmax_2d_reference
 from nbcaffe.registry import register_op
 
@@ -111,6 +112,28 @@ def softmax_loss_spatial_cpu(x, label, weight, use_weight, p, loss, scale):
     return -1
 
 
+def softmax_loss_vector(x, label, weight, use_weight, p, loss, scale):
+    """NumPy form of softmax_loss_cpu (same contract) for large inputs: SIMD exp."""
+    n, d = x.shape
+    bad = np.flatnonzero((label < 0) | (label >= d))
+    if bad.size:
+        return int(bad[0])
+    m = x.max(axis=1, keepdims=True)
+    np.subtract(x, m, out=p)
+    np.exp(p, out=p)
+    s = p.sum(axis=1, keepdims=True, dtype=np.float64)
+    np.divide(p, s, out=p, casting="same_kind")
+    rows = np.arange(n)
+    neg_logp = -(x[rows, label].astype(np.float64) - m[:, 0] - np.log(s[:, 0]))
+    if use_weight:
+        w = weight.astype(np.float64)
+        total, weight_sum = float((neg_logp * w).sum()), float(w.sum())
+    else:
+        total, weight_sum = float(neg_logp.sum()), float(n)
+    loss[0] = total * scale / weight_sum if weight_sum != 0.0 else 0.0
+    return -1
+
+
 class SoftmaxLossKernels:
     __slots__ = ("plain", "prob", "spatial")
 
@@ -142,7 +165,8 @@ class SoftmaxWithLoss(Operator):
     inputs, outputs = ("logits", "labels", "weight_tensor"), ("softmax", "loss")
     num_inputs = (2, 3)
     args = {"scale": 1.0, "label_prob": 0, "spatial": 0, "axis": 1, "order": "NCHW"}
-    cpu = SoftmaxLossKernels(softmax_loss_cpu, softmax_loss_prob_cpu, softmax_loss_spatial_cpu)
+    cpu = SoftmaxLossKernels(SizeSwitch(softmax_loss_cpu, softmax_loss_vector), softmax_loss_prob_cpu,
+                             softmax_loss_spatial_cpu)
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -165,6 +189,17 @@ class SoftmaxWithLoss(Operator):
         if not np.issubdtype(dtypes[0], np.floating):
             raise errors.ShapeError(f"logits must be floating point, got {np.dtype(dtypes[0]).name}")
         return [x, ()], [dtypes[0], dtypes[0]]
+
+    def output_spec(self, inputs):
+        label_dtype = np.dtype(inputs[1].dtype)
+        if not self.args["label_prob"] and not np.issubdtype(label_dtype, np.integer):
+            # Class-index labels are ints (Caffe2 reads int32); without this check a float label
+            # tensor fails deep inside numba's type inference.  Checked at run time, not in
+            # infer: static inference assumes FLOAT for blobs given only by their dimensions.
+            raise errors.ShapeError(
+                f"labels must be an integer tensor of class indices, got {label_dtype.name}"
+                f" (use label_prob=1 for probability labels)")
+        return super().output_spec(inputs)
 
     @staticmethod
     def reference(logits, labels, weight_tensor=None, scale=1.0, label_prob=0, spatial=0, axis=1):
@@ -214,7 +249,7 @@ class SoftmaxWithLoss(Operator):
             if self.args["label_prob"]:
                 kernel, lab = self.kernel.prob, label.reshape(n, d)
             else:
-                kernel, lab = self.kernel.plain, label.reshape(n)
+                kernel, lab = choose(self.kernel.plain, n * d), label.reshape(n)
             args = (x.reshape(n, d), lab, weight.reshape(n) if use_weight else self.ctx.zeros(1, x.dtype),
                     use_weight, p.reshape(n, d), loss.reshape(1), scale)
             limit = d
@@ -368,7 +403,7 @@ class SquaredL2Distance(Operator):
         return functools.partial(self.kernel, x.reshape(n, d), y.reshape(n, d), outputs[0].reshape(n))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath={"reassoc"})  # reassociation lets the sum vectorise; NaN still propagates
 def averaged_loss_cpu(x, out):
     """out[0] = mean(x) for flat x (0 when x is empty)."""
     total = 0.0
