@@ -52,11 +52,14 @@ def tanh_vector(x, y):
 
 
 def elu_vector(x, y, alpha):
+    # NOTE: y may alias x (Elu runs in place), so the positive inputs are saved before y is
+    # written; reading x afterwards would see min(x, 0) and turn every positive output into 0.
+    positive = x > 0
+    kept = x[positive]
     np.minimum(x, 0, out=y)
     np.expm1(y, out=y)
     y *= alpha
-    positive = x > 0
-    np.copyto(y, x, where=positive)
+    y[positive] = kept
 
 
 @register_op

@@ -122,7 +122,7 @@ def typed_value(value, dtype):
     dtype = np.dtype(dtype)
     if isinstance(value, (tuple, list)):
         raise errors.ArgumentError("ConstantFill: 'value' must be a single number or string")
-    if dtype == object:
+    if dtype.kind == "O":
         return value.encode("utf-8") if isinstance(value, str) else value
     if dtype == np.bool_:
         return bool(value)
@@ -206,11 +206,22 @@ class RandomFill(FillOp):
     def parameters(self, shape):
         raise NotImplementedError
 
+    _rng = None
+
+    def generator(self):
+        """The op's generator, made once per op instance (Caffe2 seeds a context once per op).
+
+        bind runs again whenever the op re-prepares (``input_as_shape``, a re-fed input blob);
+        a generator made there would restart a seeded sequence and repeat the same draws.
+        """
+        if self._rng is None:
+            self._rng = self.ctx.make_rng(self.seed())
+        return self._rng
+
     def bind(self, inputs, outputs):
         y = outputs[0]
         lo, hi = self.parameters(tuple(y.shape))
-        rng = self.ctx.make_rng(self.seed())
-        return functools.partial(self.kernel, rng, y.reshape(y.size), lo, hi)
+        return functools.partial(self.kernel, self.generator(), y.reshape(y.size), lo, hi)
 
 
 @register_op

@@ -183,7 +183,8 @@ class SoftmaxWithLoss(Operator):
                 if schema.prod(label) != n * d:
                     raise errors.ShapeError(f"label_prob=1 needs labels shaped like the logits ({n}, {d}), got {label}")
             elif schema.prod(label) != n:
-                raise errors.ShapeError(f"logits {x} give N={n} rows but labels {label} hold {schema.prod(label)} values")
+                raise errors.ShapeError(
+                    f"logits {x} give N={n} rows but labels {label} hold {schema.prod(label)} values")
             if len(shapes) > 2 and schema.prod(shapes[2]) != n:
                 raise errors.ShapeError(f"weights {tuple(shapes[2])} must hold one value per row (N={n})")
         if not np.issubdtype(dtypes[0], np.floating):
