@@ -54,7 +54,7 @@ def main(argv=None):
             net = build(n, inplace)
             workspace.CreateNet(net)
             workspace.RunNet(net, 10)
-            med, best = median_time(lambda: workspace.RunNet(net, iters))
+            med, best = median_time(lambda net=net: workspace.RunNet(net, iters))
             results["nbcaffe RunNet, in place" if inplace else "nbcaffe RunNet"] = (med, best)
 
         def numpy_chain():

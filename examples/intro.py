@@ -6,7 +6,7 @@ Run:  python examples/intro.py
 
 import numpy as np
 
-from nbcaffe import workspace, cnn  # was: from caffe2.python import workspace, cnn
+from nbcaffe import cnn, workspace  # was: from caffe2.python import workspace, cnn
 
 # Create the input data
 data = np.random.rand(16, 100).astype(np.float32)
@@ -29,7 +29,7 @@ workspace.RunNetOnce(m.param_init_net)
 workspace.CreateNet(m.net)
 
 # Run 100 x 10 iterations
-for j in range(0, 100):
+for j in range(0, 100):  # noqa: B007  (the tutorial's own loop)
     data = np.random.rand(16, 100).astype(np.float32)
     label = (np.random.rand(16) * 10).astype(np.int32)
 

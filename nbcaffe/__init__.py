@@ -7,6 +7,6 @@ the same names.  Importing nbcaffe registers the CPU operators; it never imports
 
 __version__ = "0.1.0"
 
-from nbcaffe import ops  # noqa: E402,F401  (registers the operators)
-from nbcaffe import core, workspace  # noqa: E402,F401
+# importing nbcaffe.ops registers the CPU operators
+from nbcaffe import core, ops, workspace  # noqa: E402,F401
 from nbcaffe.proto import caffe2_pb2  # noqa: E402,F401

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from nbcaffe import errors, registry, scope, utils
+from nbcaffe import errors, registry, scope
 from nbcaffe.devices import CPU, CUDA, DeviceOption  # noqa: F401  (re-exported, Caffe2 names)
 from nbcaffe.proto import caffe2_pb2
 from nbcaffe.scope import DeviceScope, EmptyDeviceScope, NameScope  # noqa: F401
@@ -114,7 +114,8 @@ class BlobReference:
                 f"You cannot use a blob reference that does not have a net source to create operators:"
                 f" '{self._name}'.{op_type} (create it with net.X(...) or BlobReference(name, net)).")
         if not IsOperator(op_type):
-            raise AttributeError(f"Method {op_type} is not a registered operator.{errors.did_you_mean(op_type, registry.SCHEMAS)}")
+            raise AttributeError(
+                f"Method {op_type} is not a registered operator.{errors.did_you_mean(op_type, registry.SCHEMAS)}")
 
         def create(inputs=None, *args, **kwargs):
             rest = _RectifyInputOutput(inputs) if inputs is not None else []
@@ -145,7 +146,8 @@ def _RectifyInputOutput(blobs, net=None):
             elif isinstance(blob, BlobReference):
                 rectified.append(blob)
             else:
-                raise TypeError(f"I/O blob #{len(rectified)} of unsupported type: {blob!r} of type {type(blob).__name__}")
+                raise TypeError(
+                    f"I/O blob #{len(rectified)} of unsupported type: {blob!r} of type {type(blob).__name__}")
         return rectified
     raise TypeError(f"Unknown input/output type: {blobs!r} of type {type(blobs).__name__}")
 
@@ -367,7 +369,8 @@ class Net:
         if op_type.startswith("__") or op_type.startswith("_"):
             raise AttributeError(op_type)
         if not IsOperator(op_type):
-            raise AttributeError(f"Method {op_type} is not a registered operator.{errors.did_you_mean(op_type, registry.SCHEMAS)}")
+            raise AttributeError(
+                f"Method {op_type} is not a registered operator.{errors.did_you_mean(op_type, registry.SCHEMAS)}")
 
         def create(*args, **kwargs):
             return self._CreateAndAddToSelf(op_type, *args, **kwargs)

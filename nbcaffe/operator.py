@@ -36,7 +36,7 @@ def _shape_text(value) -> str:
     return f"{tuple(shape)} {np.dtype(dtype).name} on {describe_value(value)}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fast_run_factory(n_in: int, n_out: int):
     """Compile (once per arity) a factory of fast-path closures.
 
@@ -361,7 +361,7 @@ def _count_text(lo, hi) -> str:
     return f"{lo} to {hi}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parameters(fn):
     """Names of fn's keyword-capable parameters, or None when it takes **kwargs."""
     sig = inspect.signature(fn)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nbcaffe import errors, schema
 from nbcaffe.devices import CPU, CUDA, DEVICE_NAMES

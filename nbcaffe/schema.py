@@ -30,7 +30,8 @@ class Arg:
 
     Args:
         kind: one of ``int float bool str ints floats strings bytes_list net nets tensor
-            float_array int_array any`` (``strings`` decodes UTF-8, ``bytes_list`` keeps bytes).  ``float_array``/``int_array`` parse the repeated field straight
+            float_array int_array any`` (``strings`` decodes UTF-8, ``bytes_list`` keeps bytes).
+            ``float_array``/``int_array`` parse the repeated field straight
             into a NumPy array (large ``values`` lists of GivenTensorFill).
         default: value used when the OperatorDef does not set the argument.
         doc: one line for the operator catalogue.

@@ -178,7 +178,7 @@ def Caffe2TensorToNumpyArray(tensor) -> np.ndarray:
         count = int(tensor.segment.end - tensor.segment.begin)
     if tensor.storage_type == T.RAW or tensor.HasField("raw_data"):
         raw = tensor.raw_data
-        values = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype) if dtype != object else None
+        values = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype) if dtype.kind != "O" else None
         if values is None:
             raise errors.ProtoError(f"tensor '{tensor.name}': raw_data cannot hold strings")
     elif data_type == T.FLOAT:

@@ -17,7 +17,8 @@ import warnings
 
 import numpy as np
 
-from nbcaffe import dispatch, errors, net as _net, registry, scope, utils
+from nbcaffe import dispatch, errors, registry, scope, utils
+from nbcaffe import net as _net
 from nbcaffe.devices import CPU, CUDA, describe
 from nbcaffe.proto import caffe2_pb2
 

@@ -1,7 +1,8 @@
 """Test configuration: hypothesis profiles, the `cuda` marker, a clean workspace per test.
 
-Hypothesis profile: NBCAFFE_HYPOTHESIS_PROFILE = dev (10 examples, default) | ci (derandomized,
-25 examples) | thorough (300).  Every profile has deadline=None: the first example of a test
+Hypothesis profile: NBCAFFE_HYPOTHESIS_PROFILE = ci (default: derandomized, 25 examples, so every
+run and CI see the same cases) | dev (10 random examples) | thorough (300 random examples).
+Every profile has deadline=None: the first example of a test
 pays numba's JIT compile.
 
 CUDA tests (marker `cuda`) run when a GPU is present or NUMBA_ENABLE_CUDASIM=1 was set before
@@ -21,7 +22,7 @@ settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("thorough", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile(os.environ.get("NBCAFFE_HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile(os.environ.get("NBCAFFE_HYPOTHESIS_PROFILE", "ci"))
 
 
 def _cuda_state():
@@ -33,7 +34,7 @@ def _cuda_state():
 def pytest_report_header(config):
     sim = os.environ.get("NUMBA_ENABLE_CUDASIM", "0")
     return (f"nbcaffe: NUMBA_ENABLE_CUDASIM={sim}, CUDA kernels runnable: {_cuda_state()}, "
-            f"hypothesis profile: {os.environ.get('NBCAFFE_HYPOTHESIS_PROFILE', 'dev')}")
+            f"hypothesis profile: {os.environ.get('NBCAFFE_HYPOTHESIS_PROFILE', 'ci')}")
 
 
 def pytest_collection_modifyitems(config, items):

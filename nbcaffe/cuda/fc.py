@@ -13,7 +13,7 @@ from nbcaffe.devices import CUDA
 from nbcaffe.registry import register_kernel
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fc_kernel(dtype_name):
     """The tiled kernel for one element type (shared arrays need a compile-time dtype)."""
     nb_type = numba.from_dtype(np.dtype(dtype_name))

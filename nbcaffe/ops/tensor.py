@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from nbcaffe import errors, schema, utils
-from nbcaffe.devices import CPU, CUDA
+from nbcaffe.devices import CUDA
 from nbcaffe.operator import Operator
 from nbcaffe.registry import register_op
 from nbcaffe.schema import Arg
@@ -87,7 +87,8 @@ def reshape_dims(old_shape, requested) -> tuple:
         d = int(d)
         if d == 0:
             if i >= len(old_shape):
-                raise errors.ShapeError(f"shape {tuple(requested)}: dim {i} is 0 (copy) but the input {old_shape} has no dim {i}")
+                raise errors.ShapeError(
+                    f"shape {tuple(requested)}: dim {i} is 0 (copy) but the input {old_shape} has no dim {i}")
             d = old_shape[i]
         elif d == -1:
             if unknown is not None:
@@ -223,7 +224,7 @@ def cast_target(to):
     if to is None:
         raise errors.ArgumentError("Cast: argument 'to' is required")
     dtype = utils.dtype_of(to)
-    if dtype == object:
+    if dtype.kind == "O":
         raise errors.ArgumentError("Cast to STRING is not supported")
     return dtype
 
