@@ -19,6 +19,9 @@ from tests.ops._util import CPU_OPTION, assert_close, op, raises, run, run1
 
 BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 F32 = np.float32
+# Small tensors run the numba loop; from 256 elements some CPU kernels switch to NumPy ufuncs
+# (ops/_elementwise.SizeSwitch): both paths must agree, in place included.
+SIZES = [(2, 3, 2), (4, 5, 16)]
 
 
 def _values(shape, dtype=F32, nonzero=False):
@@ -241,9 +244,16 @@ class TestPow:
         assert_close(by_arg, x.astype(np.float64) ** 2.5, rtol=1e-6)
         assert_close(by_input, by_arg, rtol=1e-6)
 
-    def test_in_place(self):
+    @pytest.mark.parametrize("shape", SIZES, ids=["loop", "vector"])
+    def test_in_place_exponent_argument(self, shape):
+        x = np.random.default_rng(6).uniform(0.2, 3.0, shape).astype(F32)
+        out_of_place = run(op("Pow", ["X"], ["Y"], exponent=-1.5), [x])[0]
+        in_place = run(op("Pow", ["X"], ["X"], exponent=-1.5), [x])[0]
+        assert_close(in_place, x.astype(np.float64) ** -1.5, rtol=1e-5)
+        np.testing.assert_array_equal(in_place, out_of_place)
+
+    def test_in_place_exponent_input(self):
         x = np.array([[0.5, 1.5], [2.0, 4.0]], F32)
-        assert_close(run(op("Pow", ["X"], ["X"], exponent=-1.0), [x])[0], 1.0 / x, rtol=1e-6)
         e = np.array([2.0, 0.5], F32)
         assert_close(run(op("Pow", ["X", "E"], ["X"]), [x, e])[0], x ** e, rtol=1e-6)
 
@@ -266,21 +276,22 @@ class TestPow:
 
 
 UNARY = {
-    "Exp": (np.exp, lambda r: r.uniform(-3, 3, (2, 3, 2))),
-    "Log": (np.log, lambda r: r.uniform(0.1, 5, (2, 3, 2))),
-    "Sqrt": (np.sqrt, lambda r: r.uniform(0, 5, (2, 3, 2))),
-    "Abs": (np.abs, lambda r: r.uniform(-3, 3, (2, 3, 2))),
-    "Negative": (np.negative, lambda r: r.uniform(-3, 3, (2, 3, 2))),
-    "Sqr": (np.square, lambda r: r.uniform(-3, 3, (2, 3, 2))),
+    "Exp": (np.exp, (-3, 3)),
+    "Log": (np.log, (0.1, 5)),
+    "Sqrt": (np.sqrt, (0, 5)),
+    "Abs": (np.abs, (-3, 3)),
+    "Negative": (np.negative, (-3, 3)),
+    "Sqr": (np.square, (-3, 3)),
 }
 
 
 class TestUnary:
+    @pytest.mark.parametrize("shape", SIZES, ids=["loop", "vector"])
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])
     @pytest.mark.parametrize("op_type", sorted(UNARY))
-    def test_in_place_and_dtype(self, op_type, dtype):
-        fn, make = UNARY[op_type]
-        x = make(np.random.default_rng(4)).astype(dtype)
+    def test_in_place_and_dtype(self, op_type, dtype, shape):
+        fn, (lo, hi) = UNARY[op_type]
+        x = np.random.default_rng(4).uniform(lo, hi, shape).astype(dtype)
         expected = fn(x.astype(np.float64))
         out = run(op(op_type, ["X"], ["Y"]), [x])[0]
         in_place = run(op(op_type, ["X"], ["X"]), [x])[0]
