@@ -466,6 +466,23 @@ class Net:
         clone._creation_sites = new_sites
         return clone
 
+    def AddGradientOperators(self, ys, skip=0):
+        """Append the gradient ops of this net's ops (after the first ``skip``) for ``ys``.
+
+        Args:
+            ys: blob(s) to differentiate — seeded with ones through ``ConstantFill`` into
+                ``<y>_autogen_grad`` — or a dict {blob: seed blob} to supply the seeds.
+            skip: leave the first ``skip`` ops (e.g. data loading) out of the backward pass.
+
+        Returns:
+            {blob: gradient blob} for every blob that receives a gradient (``X_grad``).
+        """
+        from nbcaffe import autograd
+
+        grad_ops, input_to_grad = autograd.GradientRegistry.GetBackwardPass(self._net.op[skip:], ys)
+        self._ExtendOps(grad_ops, site=_creation_site())
+        return {BlobReference(k, self): BlobReference(v, self) for k, v in input_to_grad.items()}
+
     def RunAllOnGPU(self, gpu_id=0, use_cudnn=False):
         """Make every op without its own device option run on CUDA device ``gpu_id``."""
         self._net.device_option.CopyFrom(DeviceOption(CUDA, gpu_id))
@@ -639,6 +656,16 @@ class Plan:
 
     def Steps(self):
         return list(self._steps)
+
+
+def __getattr__(name):
+    # GradientRegistry lives in nbcaffe.autograd; core re-exports it lazily (autograd imports
+    # the registry, which ops import, so a module-level import here would be circular).
+    if name in ("GradientRegistry", "GradientError"):
+        from nbcaffe import autograd
+
+        return getattr(autograd, name)
+    raise AttributeError(f"module 'nbcaffe.core' has no attribute '{name}'")
 
 
 __all__ = ["BlobReference", "Net", "CreateOperator", "DeviceOption", "DeviceScope", "NameScope",

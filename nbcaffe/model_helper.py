@@ -155,7 +155,46 @@ class ModelHelper:
         return self.GetParams(namescope) + self.GetComputedParams(namescope)
 
     def get_param_to_grad(self, params):
-        return {p: self.param_to_grad[p] for p in params if p in self.param_to_grad}
+        """{param: gradient blob} for the params that received a gradient."""
+        return {p: self.grad_map[str(p)] for p in params if str(p) in self.grad_map}
+
+    def AddGradientOperators(self, *args, **kwargs):
+        """Add the backward pass to ``net`` (once per model); fills ``param_to_grad``."""
+        if self.gradient_ops_added:
+            raise RuntimeError("You cannot run AddGradientOperators twice on the same model.")
+        self.gradient_ops_added = True
+        self.grad_map = self.net.AddGradientOperators(*args, **kwargs)
+        self.param_to_grad = self.get_param_to_grad(self.params)
+        for param, grad in self.param_to_grad.items():
+            info = self._parameters_info.get(str(param))
+            if info is not None:
+                info.grad = grad
+        return self.grad_map
+
+    def GetOptimizationParamInfo(self, params=None):
+        """ParameterInfo of every (given) parameter that has a gradient."""
+        from nbcaffe.modeling.parameter_info import ParameterInfo
+
+        params = self.params if params is None else params
+        infos = []
+        for param in params:
+            grad = self.param_to_grad.get(param)
+            if grad is None:
+                continue
+            info = self._parameters_info.get(str(param))
+            if info is None:
+                info = ParameterInfo(param_id=None, param=param)
+                self._parameters_info[str(param)] = info
+            info.grad = grad
+            infos.append(info)
+        return infos
+
+    def Validate(self):
+        """Refuse duplicate parameters (a param listed twice would be updated twice)."""
+        names = [str(p) for p in self.params]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise errors.NbcaffeError(f"Duplicate parameters in model '{self.name}': {dupes}")
 
     # ----------------------------------------------------------------- nets
     def Proto(self):

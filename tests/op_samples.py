@@ -116,3 +116,15 @@ def samples():
 
 # Input devices that differ from the op's device (by input index).
 HOST_INPUTS = {"CopyCPUToGPU": {0}, "CopyFromCPUInput": {0}}
+
+
+# Gradient checks in the sweep: op -> options for nbcaffe.testing.check_gradient.  By default
+# every floating input is checked with gradients flowing into every floating output;
+# "outputs" restricts the outputs that receive a gradient, "wrt" the inputs checked, and
+# "skip_cases" lists sample indices whose inputs sit on a kink or are not differentiable.
+GRADIENT_OPTIONS = {
+    "SoftmaxWithLoss": {"outputs": [1], "wrt": [0]},  # no gradient for labels or sample weights
+    "CrossEntropy": {"wrt": [0]},
+    "Reshape": {"outputs": [0]},
+    "Cast": {"skip_cases": [0, 1, 2]},  # to INT32 / BOOL, and from int labels: not differentiable
+}

@@ -31,7 +31,7 @@ def device_to_host(x, y):
     x.copy_to_host(y)
 
 
-for _name in ("Reshape", "Flatten", "FlattenToVec", "Copy", "StopGradient"):
+for _name in ("Reshape", "Flatten", "FlattenToVec", "ResizeLike", "Copy", "StopGradient"):
     register_kernel(_name, CUDA)(copy_launch)
 register_kernel("Cast", CUDA)(cpu.CastKernels(copy_launch, cast_to_bool_launch))
 # EnsureCPUOutput's output is on the host: device inputs are copied by its bind, host inputs

@@ -356,3 +356,32 @@ def _legacy_axis(args, ndim) -> int:
             raise errors.ShapeError(f"axis_str '{args['axis_str']}' is not a dimension of order '{order}'")
         axis = order.index(args["axis_str"])
     return axis
+
+
+class UnaryGradient(Operator):
+    """Base of gradient ops ``dX = f(Y_or_X, dY, *params)`` elementwise (same shapes); dX may
+    alias dY.  Subclasses set ``scalar`` and ``params`` like UnaryElementwise."""
+
+    inputs, outputs = ("Y", "dY"), ("dX",)
+    inplace = {1: 0}
+    params: tuple = ()
+    scalar = None
+    gradient = None
+
+    @classmethod
+    def build_cpu_kernel(cls):
+        return binary_kernels(cls.scalar, len(cls.params)).same
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        if tuple(shapes[0]) != tuple(shapes[1]):
+            raise errors.ShapeError(f"the forward tensor {tuple(shapes[0])} and its gradient {tuple(shapes[1])}"
+                                    f" must have the same shape")
+        return [shapes[1]], [dtypes[1]]
+
+    def param_values(self):
+        return tuple(float(self.args[name]) for name in type(self).params)
+
+    def bind(self, inputs, outputs):
+        return functools.partial(self.kernel, flat(inputs[0]), flat(inputs[1]), flat(outputs[0]),
+                                 *self.param_values())

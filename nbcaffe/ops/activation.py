@@ -10,7 +10,8 @@ import numpy as np
 
 from nbcaffe import errors, schema
 from nbcaffe.operator import Operator
-from nbcaffe.ops._elementwise import SizeSwitch, UnaryElementwise, choose
+from nbcaffe.autograd import GI, GO, O, simple_gradient
+from nbcaffe.ops._elementwise import SizeSwitch, UnaryElementwise, UnaryGradient, choose
 from nbcaffe.registry import register_op
 
 
@@ -38,6 +39,28 @@ def elu(x, alpha):
     # expm1, not exp(x) - 1: in float32 the subtraction cancels near 0 (1e-5 relative error at
     # x = -1e-3), and the NumPy path (elu_vector) and the reference use expm1 too
     return x if x > 0 else alpha * math.expm1(x)
+
+
+def relu_grad(y, dy):
+    # Caffe2 convention: reads the forward OUTPUT, so dX = 0 where Y == 0 (X <= 0)
+    return dy if y > 0 else dy * 0
+
+
+def leaky_relu_grad(y, dy, alpha):
+    return dy if y > 0 else dy * alpha
+
+
+def sigmoid_grad(y, dy):
+    return dy * y * (1 - y)
+
+
+def tanh_grad(y, dy):
+    return dy * (1 - y * y)
+
+
+def elu_grad(y, dy, alpha):
+    # for X <= 0, Y = alpha * (exp(X) - 1), so dY/dX = alpha * exp(X) = Y + alpha
+    return dy if y > 0 else dy * (y + alpha)
 
 
 def sigmoid_vector(x, y):
@@ -69,10 +92,22 @@ class Relu(UnaryElementwise):
     """Y = max(X, 0), elementwise.  Y may alias X."""
 
     scalar = staticmethod(relu)
+    gradient = simple_gradient("ReluGradient", [O(0), GO(0)], [GI(0)])
 
     @staticmethod
     def reference(X):
         return (np.where(X > 0, X, 0).astype(X.dtype),)
+
+
+@register_op
+class ReluGradient(UnaryGradient):
+    """dX = dY where Y > 0, else 0 (reads the forward output Y).  dX may alias dY."""
+
+    scalar = staticmethod(relu_grad)
+
+    @staticmethod
+    def reference(Y, dY):
+        return (np.where(Y > 0, dY, 0).astype(dY.dtype),)
 
 
 @register_op
@@ -82,10 +117,24 @@ class LeakyRelu(UnaryElementwise):
     args = {"alpha": 0.01}
     params = ("alpha",)
     scalar = staticmethod(leaky_relu)
+    gradient = simple_gradient("LeakyReluGradient", [O(0), GO(0)], [GI(0)])
 
     @staticmethod
     def reference(X, alpha=0.01):
         return (np.where(X >= 0, X, X * np.asarray(alpha, X.dtype)).astype(X.dtype),)
+
+
+@register_op
+class LeakyReluGradient(UnaryGradient):
+    """dX = dY where Y > 0, else alpha * dY.  dX may alias dY."""
+
+    args = {"alpha": 0.01}
+    params = ("alpha",)
+    scalar = staticmethod(leaky_relu_grad)
+
+    @staticmethod
+    def reference(Y, dY, alpha=0.01):
+        return (np.where(Y > 0, dY, dY * alpha).astype(dY.dtype),)
 
 
 @register_op
@@ -94,6 +143,7 @@ class Sigmoid(UnaryElementwise):
 
     scalar = staticmethod(sigmoid)
     vector = staticmethod(sigmoid_vector)
+    gradient = simple_gradient("SigmoidGradient", [O(0), GO(0)], [GI(0)])
 
     @staticmethod
     def reference(X):
@@ -102,15 +152,38 @@ class Sigmoid(UnaryElementwise):
 
 
 @register_op
+class SigmoidGradient(UnaryGradient):
+    """dX = dY * Y * (1 - Y) (reads the forward output Y).  dX may alias dY."""
+
+    scalar = staticmethod(sigmoid_grad)
+
+    @staticmethod
+    def reference(Y, dY):
+        return ((dY * Y * (1 - Y)).astype(dY.dtype),)
+
+
+@register_op
 class Tanh(UnaryElementwise):
     """Y = tanh(X), elementwise.  Y may alias X."""
 
     scalar = staticmethod(tanh)
     vector = staticmethod(tanh_vector)
+    gradient = simple_gradient("TanhGradient", [O(0), GO(0)], [GI(0)])
 
     @staticmethod
     def reference(X):
         return (np.tanh(X).astype(X.dtype),)
+
+
+@register_op
+class TanhGradient(UnaryGradient):
+    """dX = dY * (1 - Y²) (reads the forward output Y).  dX may alias dY."""
+
+    scalar = staticmethod(tanh_grad)
+
+    @staticmethod
+    def reference(Y, dY):
+        return ((dY * (1 - Y * Y)).astype(dY.dtype),)
 
 
 @register_op
@@ -121,11 +194,25 @@ class Elu(UnaryElementwise):
     params = ("alpha",)
     scalar = staticmethod(elu)
     vector = staticmethod(elu_vector)
+    gradient = simple_gradient("EluGradient", [O(0), GO(0)], [GI(0)])
 
     @staticmethod
     def reference(X, alpha=1.0):
         x = X.astype(np.float64)
         return (np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))).astype(X.dtype),)
+
+
+@register_op
+class EluGradient(UnaryGradient):
+    """dX = dY where Y > 0, else dY * (Y + alpha).  dX may alias dY."""
+
+    args = {"alpha": 1.0}
+    params = ("alpha",)
+    scalar = staticmethod(elu_grad)
+
+    @staticmethod
+    def reference(Y, dY, alpha=1.0):
+        return (np.where(Y > 0, dY, dY * (Y + alpha)).astype(dY.dtype),)
 
 
 @numba.njit(cache=True)
@@ -175,6 +262,7 @@ class Softmax(Operator):
     inplace = {0: 0}
     args = {"axis": 1}
     cpu = SizeSwitch(softmax_cpu, softmax_vector)
+    gradient = simple_gradient("SoftmaxGradient", [O(0), GO(0)], [GI(0)])
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -202,3 +290,58 @@ class Softmax(Operator):
 
 def _noop():
     pass
+
+
+@numba.njit(cache=True)
+def softmax_grad_cpu(y, dy, dx):
+    """dx = y * (dy - sum(dy * y)) per row of 2-D (N, D) arrays."""
+    n, d = y.shape
+    for i in range(n):
+        dot = 0.0
+        for j in range(d):
+            dot += dy[i, j] * y[i, j]
+        for j in range(d):
+            dx[i, j] = y[i, j] * (dy[i, j] - dot)
+
+
+def softmax_grad_vector(y, dy, dx):
+    """NumPy form of softmax_grad_cpu for large inputs."""
+    dot = np.einsum("ij,ij->i", dy, y)[:, None]
+    np.subtract(dy, dot, out=dx, casting="same_kind")
+    dx *= y
+
+
+@register_op
+class SoftmaxGradient(Operator):
+    """dX = Y * (dY - sum(dY * Y)) over the rows of Y and dY flattened to 2-D at ``axis``.
+
+    dX may alias dY.
+    """
+
+    inputs, outputs = ("Y", "dY"), ("dX",)
+    inplace = {1: 0}
+    args = {"axis": 1}
+    gradient = None
+    cpu = SizeSwitch(softmax_grad_cpu, softmax_grad_vector)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        if tuple(shapes[0]) != tuple(shapes[1]):
+            raise ShapeError(f"Y {tuple(shapes[0])} and dY {tuple(shapes[1])} must have the same shape")
+        return [shapes[1]], [dtypes[1]]
+
+    @staticmethod
+    def reference(Y, dY, axis=1):
+        axis = axis + Y.ndim if axis < 0 else axis
+        n, d = schema.flatten_2d(Y.shape, axis)
+        y, g = Y.reshape(n, d).astype(np.float64), dY.reshape(n, d).astype(np.float64)
+        return ((y * (g - (g * y).sum(axis=1, keepdims=True))).reshape(Y.shape).astype(dY.dtype),)
+
+    def bind(self, inputs, outputs):
+        y, dy = inputs
+        axis = schema.canonical_axis(self.args["axis"], max(len(y.shape), 1))
+        n, d = schema.flatten_2d(y.shape, axis)
+        if n * d == 0:
+            return _noop
+        return functools.partial(choose(self.kernel, n * d), y.reshape(n, d), dy.reshape(n, d),
+                                 outputs[0].reshape(n, d))

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from nbcaffe import errors, schema
+from nbcaffe.autograd import GI, GO, pass_through_gradient, simple_gradient
 from nbcaffe.operator import Operator
 from nbcaffe.ops._elementwise import (
     BinaryElementwise,
@@ -175,6 +176,7 @@ class Sum(Operator):
     num_inputs = (1, None)
     inplace = {0: 0}
     cpu = SumKernels(_sum_pair, _sum_accumulate, _copy)
+    gradient = staticmethod(pass_through_gradient)  # every input's gradient *is* dY (no op)
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -236,6 +238,7 @@ class Scale(_Unary):
     args = {"scale": 1.0}
     params = ("scale",)
     scalar = staticmethod(scale)
+    gradient = simple_gradient("Scale", [GO(0)], [GI(0)])
     numpy_fn = staticmethod(lambda x, s: x * np.asarray(s, dtype=x.dtype))
 
 

@@ -7,6 +7,7 @@ import functools
 import numpy as np
 
 from nbcaffe import errors, schema
+from nbcaffe.autograd import GI, GO, I, simple_gradient
 from nbcaffe.operator import Operator
 from nbcaffe.registry import register_op
 
@@ -46,6 +47,7 @@ class FC(Operator):
     inputs, outputs = ("X", "W", "b"), ("Y",)
     args = {"axis": 1, "axis_w": 1}
     cpu = staticmethod(fc_cpu)
+    gradient = simple_gradient("FCGradient", [I(0), I(1), GO(0)], [GI(1), GI(2), GI(0)])
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -71,3 +73,46 @@ class FC(Operator):
         axis, m, k, n = fc_dims(self.args, x.shape, w.shape)
         return functools.partial(self.kernel, x.reshape(m, k), w.reshape(n, k), b.reshape(n),
                                  outputs[0].reshape(m, n))
+
+
+def fc_gradient_cpu(x2, w2, dy2, dw2, db, dx2):
+    """dW (N, K) = dYᵀ · X; db (N) = column sums of dY; dX (M, K) = dY · W (BLAS calls)."""
+    np.dot(dy2.T, x2, out=dw2)
+    np.sum(dy2, axis=0, out=db)
+    np.dot(dy2, w2, out=dx2)
+
+
+@register_op
+class FCGradient(Operator):
+    """dW = dYᵀ · X, db = Σ_rows dY, dX = dY · W, with FC's ``axis``/``axis_w`` flattening;
+    outputs come in Caffe2's order (dW, db, dX) and take the shapes of W, b and X."""
+
+    inputs, outputs = ("X", "W", "dY"), ("dW", "db", "dX")
+    num_outputs = (2, 3)
+    args = {"axis": 1, "axis_w": 1}
+    gradient = None
+    cpu = staticmethod(fc_gradient_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        axis, m, k, n = fc_dims(args, shapes[0], shapes[1])
+        if schema.prod(shapes[2]) != m * n:
+            raise errors.ShapeError(f"dY {tuple(shapes[2])} does not match FC's output ({m}, {n})")
+        return [shapes[1], (n,), shapes[0]], [dtypes[1], dtypes[1], dtypes[0]]
+
+    @staticmethod
+    def reference(X, W, dY, axis=1, axis_w=1):
+        axis = axis + X.ndim if axis < 0 else axis
+        axis_w = axis_w + W.ndim if axis_w < 0 else axis_w
+        m, k = schema.flatten_2d(X.shape, axis)
+        n, _ = schema.flatten_2d(W.shape, axis_w)
+        x, w, dy = (a.astype(np.float64) for a in (X.reshape(m, k), W.reshape(n, k), dY.reshape(m, n)))
+        return ((dy.T @ x).reshape(W.shape).astype(W.dtype), dy.sum(axis=0).astype(W.dtype),
+                (dy @ w).reshape(X.shape).astype(X.dtype))
+
+    def bind(self, inputs, outputs):
+        x, w, dy = inputs
+        axis, m, k, n = fc_dims(self.args, x.shape, w.shape)
+        dx = outputs[2] if len(outputs) > 2 else self.ctx.empty(tuple(x.shape), x.dtype)
+        return functools.partial(self.kernel, x.reshape(m, k), w.reshape(n, k), dy.reshape(m, n),
+                                 outputs[0].reshape(n, k), outputs[1].reshape(n), dx.reshape(m, k))

@@ -9,6 +9,7 @@ import numba
 import numpy as np
 
 from nbcaffe import errors, schema
+from nbcaffe.autograd import GI, GO, GradientContext, I, O, simple_gradient
 from nbcaffe.operator import Operator
 from nbcaffe.ops._elementwise import SizeSwitch, choose
 from nbcaffe.ops.activation import softmax_2d_reference
@@ -165,6 +166,7 @@ class SoftmaxWithLoss(Operator):
     inputs, outputs = ("logits", "labels", "weight_tensor"), ("softmax", "loss")
     num_inputs = (2, 3)
     args = {"scale": 1.0, "label_prob": 0, "spatial": 0, "axis": 1, "order": "NCHW"}
+    gradient = staticmethod(lambda op, g_output: softmax_with_loss_gradient(op, g_output))
     cpu = SoftmaxLossKernels(SizeSwitch(softmax_loss_cpu, softmax_loss_vector), softmax_loss_prob_cpu,
                              softmax_loss_spatial_cpu)
 
@@ -289,6 +291,7 @@ class LabelCrossEntropy(Operator):
 
     inputs, outputs = ("X", "label"), ("Y",)
     cpu = staticmethod(label_cross_entropy_cpu)
+    gradient = simple_gradient("LabelCrossEntropyGradient", [I(0), I(1), GO(0)], [GI(0)])
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -339,6 +342,7 @@ class CrossEntropy(Operator):
 
     inputs, outputs = ("X", "label"), ("Y",)
     cpu = staticmethod(cross_entropy_cpu)
+    gradient = simple_gradient("CrossEntropyGradient", [I(0), I(1), GO(0)], [GI(0)])
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -381,6 +385,7 @@ class SquaredL2Distance(Operator):
 
     inputs, outputs = ("X", "Y"), ("Z",)
     cpu = staticmethod(squared_l2_cpu)
+    gradient = simple_gradient("SquaredL2DistanceGradient", [I(0), I(1), GO(0)], [GI(0), GI(1)])
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -419,6 +424,7 @@ class AveragedLoss(Operator):
 
     inputs, outputs = ("X",), ("loss",)
     cpu = staticmethod(averaged_loss_cpu)
+    gradient = simple_gradient("AveragedLossGradient", [I(0), GO(0)], [GI(0)])
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -431,3 +437,295 @@ class AveragedLoss(Operator):
     def bind(self, inputs, outputs):
         x = inputs[0]
         return functools.partial(self.kernel, x.reshape(x.size if x.shape else 1), outputs[0].reshape(1))
+
+
+# ----------------------------------------------------------------------------- gradients
+
+def softmax_with_loss_gradient(op, g_output):
+    """Caffe2's maker: SoftmaxWithLossGradient(X, label, [weight], softmax, d_loss) -> dX."""
+    ctx = GradientContext(op, g_output)
+    inputs = [I(0), I(1)] + ([I(2)] if len(op.input) == 3 else []) + [O(0), GO(1)]
+    ctx.add("SoftmaxWithLossGradient", inputs, [GI(0)])
+    return ctx.result()
+
+
+@numba.njit(cache=True)
+def softmax_loss_grad_cpu(p, label, weight, use_weight, ignore_minus_one, length, inner, dloss, scale, dx):
+    """dX of SoftmaxWithLoss with int labels, over flat arrays: row r starts at
+    (r // inner) * length * inner + r % inner with elements ``inner`` apart (inner = 1: plain
+    (N, D); inner = H*W: spatial, where label -1 is ignored).  Returns -1 or a bad row."""
+    rows = dx.size // length
+    total_w = 0.0
+    for r in range(rows):
+        base = (r // inner) * length * inner + r % inner
+        lab = label[r]
+        if ignore_minus_one and lab == -1:
+            for j in range(length):
+                dx[base + j * inner] = 0.0
+            continue
+        if lab < 0 or lab >= length:
+            return r
+        w = weight[r] if use_weight else 1.0
+        for j in range(length):
+            k = base + j * inner
+            dx[k] = p[k] * w
+        dx[base + lab * inner] -= w
+        total_w += w
+    factor = scale * dloss[0] / total_w if total_w > 0.0 else 0.0
+    for i in range(dx.size):
+        dx[i] *= factor
+    return -1
+
+
+@numba.njit(cache=True)
+def softmax_loss_prob_grad_cpu(p, label, weight, use_weight, length, dloss, scale, dx):
+    """dX of SoftmaxWithLoss with probability labels (N, D) laid out like p (flat)."""
+    rows = dx.size // length
+    total_w = 0.0
+    for r in range(rows):
+        w = weight[r] if use_weight else 1.0
+        for j in range(length):
+            k = r * length + j
+            dx[k] = (p[k] - label[k]) * w
+        total_w += w
+    factor = scale * dloss[0] / total_w if total_w > 0.0 else 0.0
+    for i in range(dx.size):
+        dx[i] *= factor
+    return -1
+
+
+class SoftmaxLossGradKernels:
+    __slots__ = ("labels", "prob")
+
+    def __init__(self, labels, prob):
+        self.labels = labels
+        self.prob = prob
+
+
+@register_op
+class SoftmaxWithLossGradient(Operator):
+    """dX = scale * d_loss / Σw * w_i * (softmax - onehot(label)) (or - label probabilities);
+    rows with label -1 in spatial mode get 0.  Inputs: X, label, [weight], softmax, d_loss."""
+
+    inputs, outputs = ("X", "label", "weight", "softmax", "d_loss"), ("dX",)
+    num_inputs = (4, 5)
+    args = dict(SoftmaxWithLoss.args)
+    gradient = None
+    cpu = SoftmaxLossGradKernels(softmax_loss_grad_cpu, softmax_loss_prob_grad_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        return [shapes[0]], [dtypes[0]]
+
+    @staticmethod
+    def reference(X, label, *rest, scale=1.0, label_prob=0, spatial=0, axis=1):
+        weight = rest[0] if len(rest) == 3 else None
+        p, d_loss = rest[-2], rest[-1]
+        p64 = p.astype(np.float64)
+        if spatial:
+            n, c, h, w = X.shape
+            lab = label.reshape(n, h, w).astype(np.int64)
+            wts = np.ones((n, h, w)) if weight is None else weight.reshape(n, h, w).astype(np.float64)
+            keep = lab != -1
+            onehot = np.zeros_like(p64)
+            nn, hh, ww = np.nonzero(keep)
+            onehot[nn, lab[keep], hh, ww] = 1.0
+            dx = (p64 - onehot) * (wts * keep)[:, None]
+            total = (wts * keep).sum()
+        else:
+            axis = axis + X.ndim if axis < 0 else axis
+            n, d = schema.flatten_2d(X.shape, axis)
+            p2 = p64.reshape(n, d)
+            wts = np.ones(n) if weight is None else weight.reshape(n).astype(np.float64)
+            if label_prob:
+                target = label.reshape(n, d).astype(np.float64)
+            else:
+                target = np.zeros((n, d))
+                target[np.arange(n), label.reshape(n).astype(np.int64)] = 1.0
+            dx = ((p2 - target) * wts[:, None]).reshape(X.shape)
+            total = wts.sum()
+        factor = scale * float(np.asarray(d_loss).reshape(-1)[0]) / total if total > 0 else 0.0
+        return ((dx * factor).astype(X.dtype),)
+
+    def bind(self, inputs, outputs):
+        x, label = inputs[0], inputs[1]
+        weight = inputs[2] if len(inputs) == 5 else None
+        p, d_loss = inputs[-2], inputs[-1]
+        dx = outputs[0]
+        shape = tuple(x.shape)
+        spatial = bool(self.args["spatial"])
+        if spatial:
+            length, inner = shape[1], shape[2] * shape[3]
+        else:
+            axis = schema.canonical_axis(self.args["axis"], max(len(shape), 1))
+            _n, length = schema.flatten_2d(shape, axis)
+            inner = 1
+        if length == 0 or x.size == 0:
+            return _noop
+        use_weight = weight is not None
+        w = weight.reshape(weight.size) if use_weight else self.ctx.zeros(1, x.dtype)
+        common = (p.reshape(p.size), label.reshape(label.size), w, use_weight)
+        tail = (d_loss.reshape(1), float(self.args["scale"]), dx.reshape(dx.size))
+        if self.args["label_prob"] and not spatial:
+            kernel, args = self.kernel.prob, common + (length,) + tail
+        else:
+            kernel, args = self.kernel.labels, common + (spatial, length, inner) + tail
+
+        def call():
+            _check_label_result(kernel(*args), label, length, "")
+
+        return call
+
+
+def _noop():
+    pass
+
+
+@numba.njit(cache=True)
+def label_cross_entropy_grad_cpu(x, label, dy, dx):
+    """dx[i, label[i]] = -dy[i] / max(x[i, label[i]], 1e-20), 0 elsewhere; returns -1 or a bad row."""
+    n, d = x.shape
+    for i in range(n):
+        for j in range(d):
+            dx[i, j] = 0.0
+        lab = label[i]
+        if lab < 0 or lab >= d:
+            return i
+        dx[i, lab] = -dy[i] / max(x[i, lab], 1e-20)
+    return -1
+
+
+@register_op
+class LabelCrossEntropyGradient(Operator):
+    """dX[i, label[i]] = -dY[i] / max(X[i, label[i]], 1e-20); every other entry 0."""
+
+    inputs, outputs = ("X", "label", "dY"), ("dX",)
+    gradient = None
+    cpu = staticmethod(label_cross_entropy_grad_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        return [shapes[0]], [dtypes[0]]
+
+    @staticmethod
+    def reference(X, label, dY):
+        x = X.reshape(-1, X.shape[-1]).astype(np.float64)
+        n = x.shape[0]
+        lab = label.reshape(-1).astype(np.int64)
+        dx = np.zeros_like(x)
+        dx[np.arange(n), lab] = -dY.reshape(-1) / np.maximum(x[np.arange(n), lab], LOG_CLAMP)
+        return (dx.reshape(X.shape).astype(X.dtype),)
+
+    def bind(self, inputs, outputs):
+        x, label, dy = inputs
+        d = tuple(x.shape)[-1]
+        n = x.shape[0] if len(x.shape) == 2 else 1
+        args = (x.reshape(n, d), label.reshape(n), dy.reshape(n), outputs[0].reshape(n, d))
+        kernel = self.kernel
+
+        def call():
+            _check_label_result(kernel(*args), label, d, "")
+
+        return call
+
+
+@numba.njit(cache=True)
+def cross_entropy_grad_cpu(x, label, dy, dx):
+    """dx[i, j] = -dy[i] * label[i, j] / max(x[i, j], 1e-20)."""
+    n, d = x.shape
+    for i in range(n):
+        for j in range(d):
+            dx[i, j] = -dy[i] * label[i, j] / max(x[i, j], 1e-20)
+
+
+@register_op
+class CrossEntropyGradient(Operator):
+    """dX[i, j] = -dY[i] * label[i, j] / max(X[i, j], 1e-20)."""
+
+    inputs, outputs = ("X", "label", "dY"), ("dX",)
+    gradient = None
+    cpu = staticmethod(cross_entropy_grad_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        return [shapes[0]], [dtypes[0]]
+
+    @staticmethod
+    def reference(X, label, dY):
+        x = X.reshape(-1, X.shape[-1]).astype(np.float64)
+        lab = label.reshape(x.shape).astype(np.float64)
+        return ((-dY.reshape(-1, 1) * lab / np.maximum(x, LOG_CLAMP)).reshape(X.shape).astype(X.dtype),)
+
+    def bind(self, inputs, outputs):
+        x, label, dy = inputs
+        d = tuple(x.shape)[-1]
+        n = x.shape[0] if len(x.shape) == 2 else 1
+        return functools.partial(self.kernel, x.reshape(n, d), label.reshape(n, d), dy.reshape(n),
+                                 outputs[0].reshape(n, d))
+
+
+@numba.njit(cache=True)
+def squared_l2_grad_cpu(x, y, dd, dx, dy):
+    """dx[i] = (x[i] - y[i]) * dd[i]; dy = -dx, for (N, D) rows."""
+    n, d = x.shape
+    for i in range(n):
+        for j in range(d):
+            g = (x[i, j] - y[i, j]) * dd[i]
+            dx[i, j] = g
+            dy[i, j] = -g
+
+
+@register_op
+class SquaredL2DistanceGradient(Operator):
+    """dX = (X - Y) * dDistance[i] per row, dY = -dX."""
+
+    inputs, outputs = ("X", "Y", "dDistance"), ("dX", "dY")
+    gradient = None
+    cpu = staticmethod(squared_l2_grad_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        return [shapes[0], shapes[1]], [dtypes[0], dtypes[1]]
+
+    @staticmethod
+    def reference(X, Y, dDistance):
+        n = X.shape[0] if X.ndim else 1
+        diff = (X.astype(np.float64) - Y.astype(np.float64)).reshape(n, -1) * dDistance.reshape(n, 1)
+        return diff.reshape(X.shape).astype(X.dtype), (-diff).reshape(Y.shape).astype(Y.dtype)
+
+    def bind(self, inputs, outputs):
+        x, y, dd = inputs
+        n = x.shape[0] if x.shape else 1
+        d = x.size // n if n else 0
+        return functools.partial(self.kernel, x.reshape(n, d), y.reshape(n, d), dd.reshape(n),
+                                 outputs[0].reshape(n, d), outputs[1].reshape(n, d))
+
+
+@numba.njit(cache=True)
+def averaged_loss_grad_cpu(dloss, dx):
+    """dx[:] = dloss[0] / dx.size."""
+    value = dloss[0] / dx.size if dx.size else 0.0
+    for i in range(dx.size):
+        dx[i] = value
+
+
+@register_op
+class AveragedLossGradient(Operator):
+    """dX = d_loss / size(X) everywhere."""
+
+    inputs, outputs = ("X", "d_loss"), ("dX",)
+    gradient = None
+    cpu = staticmethod(averaged_loss_grad_cpu)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        return [shapes[0]], [dtypes[0]]
+
+    @staticmethod
+    def reference(X, d_loss):
+        value = float(np.asarray(d_loss).reshape(-1)[0]) / X.size if X.size else 0.0
+        return (np.full(X.shape, value, dtype=X.dtype),)
+
+    def bind(self, inputs, outputs):
+        dx = outputs[0]
+        return functools.partial(self.kernel, inputs[1].reshape(1), dx.reshape(dx.size if dx.shape else 1))

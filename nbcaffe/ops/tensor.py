@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from nbcaffe import errors, schema, utils
+from nbcaffe.autograd import GI, GO, GradientContext, I, O, simple_gradient
 from nbcaffe.devices import CUDA
 from nbcaffe.operator import Operator
 from nbcaffe.registry import register_op
@@ -122,6 +123,7 @@ class Reshape(ShapeOnly):
     num_outputs = (1, 2)
     args = {"shape": Arg("ints", None, "the new shape")}
     input_device = {1: "host"}
+    gradient = staticmethod(lambda op, g_output: reshape_gradient(op, g_output))
 
     def setup(self):
         has_arg = self.args["shape"] is not None
@@ -177,12 +179,27 @@ class Reshape(ShapeOnly):
         return call
 
 
+def reshape_gradient(op, g_output):
+    """Caffe2's maker: Reshape(dY, old_shape) -> dX (no forward arguments copied); a Reshape
+    without its old_shape output uses ResizeLike(dY, X)."""
+    ctx = GradientContext(op, g_output)
+    if len(op.output) > 1:
+        ctx.add("Reshape", [GO(0), O(1)], [GI(0), "_" + op.input[0] + "_grad_dims"], copy_arguments=False)
+    else:
+        ctx.add("ResizeLike", [GO(0), I(0)], [GI(0)], copy_arguments=False)
+    return ctx.result()
+
+
+RESIZE_LIKE_GRADIENT = simple_gradient("ResizeLike", [GO(0), I(0)], [GI(0)], copy_arguments=False)
+
+
 @register_op
 class Flatten(ShapeOnly):
     """output = input viewed as 2-D (prod(dims[:axis]), prod(dims[axis:])); ``axis`` default 1."""
 
     inputs, outputs = ("input",), ("output",)
     args = {"axis": 1}
+    gradient = RESIZE_LIKE_GRADIENT
 
     def new_shape(self, inputs):
         return schema.flatten_2d(inputs[0].shape, self.args["axis"])
@@ -201,6 +218,7 @@ class FlattenToVec(ShapeOnly):
     """output = input as a 1-D vector of all its elements."""
 
     inputs, outputs = ("input",), ("output",)
+    gradient = RESIZE_LIKE_GRADIENT
 
     def new_shape(self, inputs):
         return (int(inputs[0].size),)
@@ -212,6 +230,31 @@ class FlattenToVec(ShapeOnly):
     @staticmethod
     def reference(input):
         return (input.reshape(-1).copy(),)
+
+
+@register_op
+class ResizeLike(ShapeOnly):
+    """output = data with the shape of ``like`` (same number of elements; data is copied)."""
+
+    inputs, outputs = ("data", "like"), ("output",)
+    input_device = {1: "any"}  # only like's shape is read
+    gradient = simple_gradient("ResizeLike", [GO(0), I(0)], [GI(0)], copy_arguments=False)
+
+    def new_shape(self, inputs):
+        return tuple(inputs[1].shape)
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        if schema.prod(shapes[0]) != schema.prod(shapes[1]):
+            raise errors.ShapeError(f"cannot resize {tuple(shapes[0])} like {tuple(shapes[1])}: element counts differ")
+        return [shapes[1]], [dtypes[0]]
+
+    def output_spec(self, inputs):
+        return type(self).infer(self.args, [tuple(x.shape) for x in inputs], [x.dtype for x in inputs])
+
+    @staticmethod
+    def reference(data, like):
+        return (data.reshape(like.shape).copy(),)
 
 
 def cast_target(to):
@@ -239,28 +282,55 @@ class CastKernels:
         self.to_bool = to_bool
 
 
+def cast_gradient(op, g_output):
+    """Cast the output gradient back to the input's type: ``from_type`` when the forward op
+    has it (Caffe2), else read from the input tensor itself (Cast's ``like`` input) — so the
+    gradient works without the argument Caffe2 users never set."""
+    ctx = GradientContext(op, g_output)
+    from_type = next((a for a in op.arg if a.name == "from_type"), None)
+    if from_type is not None:
+        ctx.add("Cast", [GO(0)], [GI(0)], copy_arguments=False, to=from_type.i if from_type.HasField("i")
+                else from_type.s.decode())
+    else:
+        ctx.add("Cast", [GO(0), I(0)], [GI(0)], copy_arguments=False)
+    return ctx.result()
+
+
 @register_op
 class Cast(Operator):
-    """output = input converted to type ``to`` (TensorProto.DataType number or name).
+    """output = input converted to type ``to`` (TensorProto.DataType number or name), or — with
+    a second input ``like`` and no ``to`` — to like's type (nbcaffe extension used by the
+    gradient).
 
     Float to int truncates toward zero; to BOOL tests != 0.
     """
 
-    inputs, outputs = ("input",), ("output",)
-    args = {"to": Arg("any", None, "TensorProto.DataType of the output", required=True),
+    inputs, outputs = ("input", "like"), ("output",)
+    num_inputs = (1, 2)
+    input_device = {1: "any"}  # only like's dtype is read
+    args = {"to": Arg("any", None, "TensorProto.DataType of the output"),
             "from_type": Arg("any", None, "input type (read by the gradient maker)")}
     cpu = CastKernels(copy_cpu, cast_to_bool_cpu)
+    gradient = staticmethod(cast_gradient)
 
     def setup(self):
-        self.target = cast_target(self.args["to"])
+        if (self.args["to"] is None) == (len(self.input_names) == 1):
+            raise errors.ArgumentError(
+                f"{self.where()}: give the target type as argument 'to' or as a second input (like), not"
+                f" {'neither' if self.args['to'] is None else 'both'}"
+                + ("; required argument 'to' is missing" if self.args["to"] is None else ""))
 
     @staticmethod
     def infer(args, shapes, dtypes):
+        if args["to"] is None:
+            if len(dtypes) < 2:
+                raise errors.ArgumentError("Cast: required argument 'to' is missing")
+            return [shapes[0]], [dtypes[1]]
         return [shapes[0]], [cast_target(args["to"])]
 
     @staticmethod
-    def reference(input, to=None):
-        dtype = cast_target(to)
+    def reference(input, like=None, to=None):
+        dtype = cast_target(to) if to is not None else like.dtype
         if dtype == np.bool_:
             return (input != 0,)
         return (input.astype(dtype),)
@@ -296,6 +366,8 @@ class Identity(Operator):
 class Copy(Identity):
     """output = a copy of input on the same device."""
 
+    gradient = simple_gradient("Copy", [GO(0)], [GI(0)])
+
 
 @register_op
 class StopGradient(Identity):
@@ -311,6 +383,7 @@ class EnsureCPUOutput(Identity):
 
     input_device = {0: "any"}
     output_device = "host"
+    gradient = None  # the input's device is unknown when the gradient is built
 
     def bind(self, inputs, outputs):
         x, y = inputs[0], outputs[0]
@@ -324,6 +397,7 @@ class CopyFromCPUInput(Identity):
     """output = input (a host tensor) copied onto the op's device."""
 
     input_device = {0: "host"}
+    gradient = None
 
 
 @register_op
@@ -332,6 +406,7 @@ class CopyCPUToGPU(Identity):
 
     input_device = {0: "host"}
     devices = (CUDA,)
+    gradient = simple_gradient("CopyGPUToCPU", [GO(0)], [GI(0)])
 
 
 @register_op
@@ -340,6 +415,7 @@ class CopyGPUToCPU(Identity):
 
     output_device = "host"
     devices = (CUDA,)
+    gradient = simple_gradient("CopyCPUToGPU", [GO(0)], [GI(0)])
 
 
 def format_tensor(name, value, limit):

@@ -6,6 +6,7 @@ from nbcaffe.testing.gradient_check import directional_check  # noqa: F401
 from nbcaffe.testing.op_test import (  # noqa: F401
     OpTestCase,
     check_devices,
+    check_gradient,
     check_reference,
     device_options,
     run_op,

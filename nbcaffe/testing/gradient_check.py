@@ -17,7 +17,7 @@ def directional_check(forward, backward, inputs, wrt, rng=None, eps=1e-6, rtol=1
         forward: ``forward(list of float64 arrays) -> list of output arrays``.
         backward: ``backward(list of inputs, list of output gradients) -> list of input
             gradients`` (entries may be None for inputs without a gradient).
-        inputs: the point to check at (cast to float64).
+        inputs: the point to check at (floating inputs are cast to float64).
         wrt: index of the input whose gradient is checked.
         directions: how many random directions to try.
 
@@ -26,7 +26,10 @@ def directional_check(forward, backward, inputs, wrt, rng=None, eps=1e-6, rtol=1
     both numbers when they disagree.
     """
     rng = rng or np.random.default_rng(0)
-    xs = [np.asarray(a, dtype=np.float64) for a in inputs]
+    # floating inputs go to float64; integer inputs (labels, indices) stay as they are
+    xs = [np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a) for a in inputs]
+    if xs[wrt].dtype.kind != "f":
+        raise AssertionError(f"input {wrt} is not floating point; its gradient cannot be checked")
     outputs = forward(xs)
     gys = [rng.standard_normal(np.shape(y)) for y in outputs]
 

@@ -16,6 +16,7 @@ from nbcaffe import net as _net
 from nbcaffe import registry, utils, workspace
 from nbcaffe.devices import CPU, DeviceOption, describe
 from nbcaffe.proto import caffe2_pb2
+from nbcaffe.testing.gradient_check import directional_check
 from nbcaffe.testing.strategies import device_options  # noqa: F401  (re-exported)
 
 
@@ -133,6 +134,60 @@ def check_devices(device_options_list, op, inputs, outputs_to_check=None, thresh
     return results
 
 
+def _float64(x):
+    x = np.asarray(x)
+    return x.astype(np.float64) if x.dtype.kind == "f" else x
+
+
+def check_gradient(device_option, op, inputs, wrt, outputs_with_grads=(0,), rng=None, rtol=1e-4, atol=1e-6,
+                   eps=1e-6, input_device_options=None, directions=2):
+    """Check the op's gradient ops (from its registered maker) against float64 central
+    differences of the op itself along random directions.
+
+    Floating inputs are cast to float64, so kernels must be dtype-generic; ``wrt`` is the
+    input index (or a list of them) whose gradient is checked.  Returns the analytic
+    gradients of the checked inputs.
+    """
+    from nbcaffe import autograd
+
+    rng = rng or np.random.default_rng(0)
+    xs = [_float64(x) for x in inputs]
+    outputs_with_grads = list(outputs_with_grads)
+    g_output = [f"{name}_grad" if j in outputs_with_grads else None for j, name in enumerate(op.output)]
+    grad_ops, g_input = autograd.GradientRegistry.GetGradientForOp(_with_device(op, device_option), g_output)
+    wrt_list = [wrt] if isinstance(wrt, int) else list(wrt)
+    for i in wrt_list:
+        if g_input[i] is None:
+            raise AssertionError(f"{op.type}: the gradient maker gives no gradient for input {i} ('{op.input[i]}')")
+
+    def forward(values):
+        outs = run_op(device_option, op, values, input_device_options)
+        return [np.asarray(outs[j], dtype=np.float64) for j in outputs_with_grads]
+
+    def backward(values, gys):
+        feeds = dict(zip(op.input, values))
+        # in-place ops: the gradient needs the forward *outputs*, so run the forward first
+        op_dev = _with_device(op, device_option)
+        with workspace.temp_workspace("_nbcaffe_grad_check_"):
+            for name, value in feeds.items():
+                workspace.FeedBlob(name, value, (input_device_options or {}).get(name, device_option))
+            workspace.RunOperatorOnce(op_dev)
+            for j, gy in zip(outputs_with_grads, gys):
+                workspace.FeedBlob(g_output[j], gy.astype(np.float64), device_option)
+            for grad_op in grad_ops:
+                workspace.RunOperatorOnce(grad_op)
+            grads = []
+            for i in range(len(op.input)):
+                grads.append(workspace.FetchBlob(g_input[i]) if i in wrt_list else None)
+        return grads
+
+    analytic = {}
+    for i in wrt_list:
+        directional_check(forward, backward, xs, i, rng=rng, eps=eps, rtol=rtol, atol=atol, directions=directions)
+        analytic[i] = backward(xs, [rng.standard_normal(np.shape(y)) for y in forward(xs)])[i]
+    return analytic
+
+
 class OpTestCase(unittest.TestCase):
     """unittest base with the Caffe2 assertion names and snake_case twins."""
 
@@ -161,6 +216,13 @@ class OpTestCase(unittest.TestCase):
                                  f" {context.exception}")
         return context.exception
 
+    def assertGradientChecks(self, device_option, op, inputs, outputs_to_check, outputs_with_grads, rtol=1e-4,
+                             atol=1e-6, input_device_options=None):
+        """Caffe2's name: ``outputs_to_check`` is the input index whose gradient is checked."""
+        return check_gradient(device_option, op, inputs, outputs_to_check, outputs_with_grads, rtol=rtol, atol=atol,
+                              input_device_options=input_device_options)
+
+    assert_gradient = assertGradientChecks
     assert_reference = assertReferenceChecks
     assert_devices = assertDeviceChecks
     assert_validation = assertValidationChecks
