@@ -301,9 +301,15 @@ class LabelCrossEntropy(Operator):
         n = x[0] if len(x) == 2 else 1
         if schema.prod(label) != n:
             raise errors.ShapeError(f"X {x} has N={n} rows but label {label} holds {schema.prod(label)} values")
-        if not np.issubdtype(dtypes[1], np.integer):
-            raise errors.ShapeError(f"label must be an integer tensor, got {np.dtype(dtypes[1]).name}")
         return [(n,)], [dtypes[0]]
+
+    def output_spec(self, inputs):
+        # Checked at run time, not in infer: InferShapesAndTypes assumes FLOAT for blobs given
+        # only by their dimensions (Caffe2's default), which must not fail a net's inference.
+        label_dtype = np.dtype(inputs[1].dtype)
+        if not np.issubdtype(label_dtype, np.integer):
+            raise errors.ShapeError(f"label must be an integer tensor, got {label_dtype.name}")
+        return super().output_spec(inputs)
 
     @staticmethod
     def reference(X, label):

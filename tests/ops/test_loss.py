@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from nbcaffe import errors
+from nbcaffe import core, errors, workspace
 from nbcaffe.testing import check_devices, check_reference
 from nbcaffe.testing import strategies as nst
 from tests.ops._util import CPU_OPTION, assert_close, op, raises, run
@@ -278,6 +278,16 @@ class TestCrossEntropies:
     def test_cross_entropy_shape_mismatch(self):
         raises(errors.ShapeError, op("CrossEntropy", ["X", "T"], ["Y"]), [np.ones((2, 3), F32), np.ones((3, 2), F32)],
                "(2, 3)", "(3, 2)")
+
+
+def test_shape_inference_with_dimensions_only():
+    """Caffe2 users pass only dims to InferShapesAndTypes (types default to FLOAT); the label
+    dtype checks happen when the ops run, so inference of a classifier net must not fail."""
+    net = core.Net("loss_inference")
+    net.LabelCrossEntropy(["X", "L"], "xent")
+    net.SoftmaxWithLoss(["X", "L"], ["P", "loss"])
+    shapes, _ = workspace.InferShapesAndTypes([net], {"X": [4, 3], "L": [4]})
+    assert shapes["xent"] == [4] and shapes["P"] == [4, 3] and shapes["loss"] == []
 
 
 class TestSquaredL2AndAverage:
