@@ -267,14 +267,20 @@ class UnaryElementwise(Operator):
     params: tuple = ()
     scalar = None
     vector = None  # optional NumPy form vector(x, y, *params) for large tensors on the CPU
+    # Transcendental ops (Caffe2 registers them for float only) set this: on ints the loop
+    # would store truncated garbage (Sigmoid -> 0) and the NumPy path would fail to cast.
+    float_only = False
 
     @classmethod
     def build_cpu_kernel(cls):
         loop = unary_kernel(cls.scalar, len(cls.params))
         return SizeSwitch(loop, cls.vector) if cls.vector is not None else loop
 
-    @staticmethod
-    def infer(args, shapes, dtypes):
+    @classmethod
+    def infer(cls, args, shapes, dtypes):
+        if cls.float_only and not np.issubdtype(dtypes[0], np.floating):
+            raise errors.ShapeError(
+                f"{cls.__name__} needs a floating point input, got {np.dtype(dtypes[0]).name} (add a Cast op)")
         return [shapes[0]], [dtypes[0]]
 
     def param_values(self):

@@ -9,8 +9,8 @@ import numba
 import numpy as np
 
 from nbcaffe import errors, schema
-from nbcaffe.operator import Operator
 from nbcaffe.autograd import GI, GO, O, simple_gradient
+from nbcaffe.operator import Operator
 from nbcaffe.ops._elementwise import SizeSwitch, UnaryElementwise, UnaryGradient, choose
 from nbcaffe.registry import register_op
 
@@ -141,6 +141,7 @@ class LeakyReluGradient(UnaryGradient):
 class Sigmoid(UnaryElementwise):
     """Y = 1 / (1 + exp(-X)), elementwise (overflow-free form).  Y may alias X."""
 
+    float_only = True
     scalar = staticmethod(sigmoid)
     vector = staticmethod(sigmoid_vector)
     gradient = simple_gradient("SigmoidGradient", [O(0), GO(0)], [GI(0)])
@@ -166,6 +167,7 @@ class SigmoidGradient(UnaryGradient):
 class Tanh(UnaryElementwise):
     """Y = tanh(X), elementwise.  Y may alias X."""
 
+    float_only = True
     scalar = staticmethod(tanh)
     vector = staticmethod(tanh_vector)
     gradient = simple_gradient("TanhGradient", [O(0), GO(0)], [GI(0)])
@@ -192,6 +194,7 @@ class Elu(UnaryElementwise):
 
     args = {"alpha": 1.0}
     params = ("alpha",)
+    float_only = True
     scalar = staticmethod(elu)
     vector = staticmethod(elu_vector)
     gradient = simple_gradient("EluGradient", [O(0), GO(0)], [GI(0)])
@@ -327,7 +330,7 @@ class SoftmaxGradient(Operator):
     @staticmethod
     def infer(args, shapes, dtypes):
         if tuple(shapes[0]) != tuple(shapes[1]):
-            raise ShapeError(f"Y {tuple(shapes[0])} and dY {tuple(shapes[1])} must have the same shape")
+            raise errors.ShapeError(f"Y {tuple(shapes[0])} and dY {tuple(shapes[1])} must have the same shape")
         return [shapes[1]], [dtypes[1]]
 
     @staticmethod

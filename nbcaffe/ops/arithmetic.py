@@ -246,6 +246,7 @@ class Scale(_Unary):
 class Exp(_Unary):
     """Y = exp(X), elementwise.  Y may alias X."""
 
+    float_only = True
     scalar = staticmethod(exp)
     numpy_fn = staticmethod(np.exp)
     vector = staticmethod(lambda x, y: np.exp(x, out=y))
@@ -255,6 +256,7 @@ class Exp(_Unary):
 class Log(_Unary):
     """Y = log(X) (natural logarithm), elementwise.  Y may alias X."""
 
+    float_only = True
     scalar = staticmethod(log)
     numpy_fn = staticmethod(np.log)
     vector = staticmethod(lambda x, y: np.log(x, out=y))
@@ -264,6 +266,7 @@ class Log(_Unary):
 class Sqrt(_Unary):
     """Y = sqrt(X), elementwise.  Y may alias X."""
 
+    float_only = True
     scalar = staticmethod(sqrt)
     numpy_fn = staticmethod(np.sqrt)
 

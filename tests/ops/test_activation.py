@@ -93,6 +93,16 @@ class TestElementwiseActivations:
         assert np.all(np.isfinite(out))
         assert_close(out, expected_activation(op_type, x, **args), rtol=1e-6, atol=1e-30, dtype=dtype)
 
+    @pytest.mark.parametrize("size", [5, 300])
+    @pytest.mark.parametrize("op_type", ["Sigmoid", "Tanh", "Elu"])
+    def test_integer_input_raises(self, op_type, size):
+        raises(errors.ShapeError, op(op_type, ["X"], ["Y"]), [np.arange(size, dtype=np.int64)], op_type, "int64")
+
+    def test_relu_family_accepts_integers(self):
+        x = np.array([-3, 0, 4], np.int32)
+        np.testing.assert_array_equal(run1("Relu", [x]), [0, 0, 4])
+        np.testing.assert_array_equal(run1("LeakyRelu", [x], alpha=0.5), [-1, 0, 4])  # -1.5 truncated
+
     @pytest.mark.parametrize("op_type", sorted(ACTIVATIONS))
     def test_defaults(self, op_type):
         x = np.array([-2.0, -0.5, 0.5, 2.0], F32)

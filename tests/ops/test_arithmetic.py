@@ -310,6 +310,14 @@ class TestUnary:
         assert_close(run(op("Scale", ["X"], ["X"], scale=-0.25), [x])[0], x * -0.25, dtype=dtype)
         assert_close(run1("Scale", [x]), x, dtype=dtype)  # default scale 1.0
 
+    @pytest.mark.parametrize("size", [5, 300])
+    @pytest.mark.parametrize("op_type", ["Exp", "Log", "Sqrt"])
+    def test_transcendental_needs_floats(self, op_type, size):
+        """Caffe2 registers these for float only; ints must not give truncated garbage (small
+        tensors) or a NumPy casting failure (the >= 256-element path)."""
+        raises(errors.ShapeError, op(op_type, ["X"], ["Y"]), [np.arange(1, size + 1, dtype=np.int32)],
+               op_type, "int32", "floating point")
+
     def test_integer_abs_negative_sqr(self):
         x = np.array([-3, 0, 4], np.int64)
         for op_type, expected in [("Abs", [3, 0, 4]), ("Negative", [3, 0, -4]), ("Sqr", [9, 0, 16])]:
