@@ -79,12 +79,11 @@ def power(x, e):
 
 
 def clip(x, lo, hi):
-    # NOTE: comparisons (not min/max) so NaN passes through unchanged, as in Caffe2
-    if x < lo:
-        return lo
-    if x > hi:
-        return hi
-    return x
+    # NOTE: comparisons (not min/max) so NaN passes through unchanged, as in Caffe2.  The max
+    # with lo is applied before the min with hi (Caffe2: cwiseMax(min).cwiseMin(max)), so with
+    # min > max every output is max.
+    y = lo if x < lo else x
+    return hi if y > hi else y
 
 
 def _binary_reference(fn):
@@ -295,6 +294,12 @@ class Sqr(_Unary):
     numpy_fn = staticmethod(np.square)
 
 
+def _clip_reference(x, lo, hi):
+    """NumPy form of ``clip``: max with lo first, then min with hi; NaN passes through."""
+    y = np.where(x < lo, lo, x)
+    return np.where(y > hi, hi, y)
+
+
 @register_op
 class Clip(_Unary):
     """Y = min(max(X, min), max), elementwise.  Y may alias X.
@@ -305,7 +310,7 @@ class Clip(_Unary):
     args = {"min": -math.inf, "max": math.inf}
     params = ("min", "max")
     scalar = staticmethod(clip)
-    numpy_fn = staticmethod(lambda x, lo, hi: np.where(x < lo, lo, np.where(x > hi, hi, x)))
+    numpy_fn = staticmethod(_clip_reference)
 
 
 class PowKernels:

@@ -341,7 +341,14 @@ class TestClip:
 
     def test_float64(self):
         x = np.linspace(-1, 1, 9)
-        assert_close(run1("Clip", [x], min=-0.3, max=0.6), np.clip(x, -0.3, 0.6), dtype=np.float64)
+        lo, hi = float(F32(-0.3)), float(F32(0.6))  # arguments travel as float32 (Argument.f)
+        assert_close(run1("Clip", [x], min=-0.3, max=0.6), np.minimum(np.maximum(x, lo), hi), dtype=np.float64)
+
+    def test_min_above_max_gives_max(self):
+        """Caffe2 applies max(x, min) then min(., max): with min > max everything becomes max."""
+        x = np.array([-5.0, 0.5, 1.5, 2.5, 9.0], F32)
+        assert_close(run1("Clip", [x], min=2.0, max=1.0), np.full(5, 1.0, F32))
+        assert_close(run(op("Clip", ["X"], ["Y"], min=2.0, max=1.0, engine="REFERENCE"), [x])[0], np.full(5, 1.0))
 
 
 class TestArguments:
