@@ -14,6 +14,7 @@ import inspect
 
 from nbcaffe.helpers import fc as _fc
 from nbcaffe.helpers import nonlinearity as _nonlinearity
+from nbcaffe.helpers import train as _train
 from nbcaffe.helpers.arg_scope import arg_scope, get_current_scope  # noqa: F401
 
 _HELPERS: dict = {}
@@ -62,3 +63,6 @@ tanh = Register(_nonlinearity.tanh)
 leaky_relu = Register(_nonlinearity.leaky_relu)
 elu = Register(_nonlinearity.elu)
 softmax = Register(_nonlinearity.softmax)
+iter = Register(_train.iter)  # noqa: A001  (Caffe2's helper name)
+accuracy = Register(_train.accuracy)
+add_weight_decay = Register(_train.add_weight_decay)

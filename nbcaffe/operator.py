@@ -85,6 +85,7 @@ class Operator:
             (``input_device`` and ``values_dependent`` may be overridden per instance in
             ``setup`` when arguments decide them.)
         random: outputs are random draws (the test harness checks statistics, not values).
+        opaque_outputs: outputs are Python objects, not tensors (mutexes, DB readers).
         gradient: gradient maker, ``None`` (no gradient), or NOT_YET.
         reference: static NumPy reference ``reference(*inputs, **args) -> tuple``.
         infer: static ``infer(args, shapes, dtypes) -> (out_shapes, out_dtypes)``.
@@ -107,6 +108,7 @@ class Operator:
     output_device = "op"
     values_dependent = False
     random = False
+    opaque_outputs = False
     gradient = NOT_YET
     reference = None
     cpu = None
@@ -242,8 +244,9 @@ class Operator:
 
     def output_spec(self, inputs):
         """Output (shapes, dtypes) for these inputs; default calls the static ``infer``."""
-        shapes = [tuple(x.shape) for x in inputs]
-        dtypes = [np.dtype(x.dtype) for x in inputs]
+        # non-tensor inputs (mutexes, DB readers) have neither: infer sees None for them
+        shapes = [tuple(x.shape) if hasattr(x, "shape") else None for x in inputs]
+        dtypes = [np.dtype(x.dtype) if hasattr(x, "dtype") else None for x in inputs]
         return type(self).infer(self.args, shapes, dtypes)
 
     def output_context(self, j):

@@ -51,6 +51,9 @@ class FillOp(Operator):
     num_inputs = (0, 1)
     input_device = {0: "any"}  # only the input's shape (or host values) is read
     gradient = None
+    # Caffe2 tutorials pass run_once=0 to fills in training nets; Caffe2 ignored it (fills run
+    # on every RunNet), and so does nbcaffe.
+    ignored_args = ("run_once",)
     args = dict(SHAPE_ARGS)
     default_dtype = np.float32
 
