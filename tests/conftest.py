@@ -50,11 +50,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def clean_workspace():
     """Each test starts in an empty 'default' workspace with no net names taken."""
-    from nbcaffe import core, workspace
+    from nbcaffe import core, optimizer, workspace
 
     workspace.SwitchWorkspace("default", True)
     workspace.ResetWorkspace()
     core.Net._net_names_used.clear()
+    optimizer._optimizer_instance_count.clear()
     yield
     workspace.SwitchWorkspace("default", True)
     workspace.ResetWorkspace()
