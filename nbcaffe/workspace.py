@@ -341,6 +341,36 @@ def CreateBlob(name):
     return True
 
 
+def SerializeBlob(name) -> bytes:
+    """The blob ``name`` of the current workspace as one serialized ``BlobProto`` (Caffe2's
+    format, no chunking: a tensor records its dims, dtype, device and all its values).
+
+    Example:
+        >>> FeedBlob("w", np.ones(2, np.float32)); DeserializeBlob("w_copy", SerializeBlob("w"))
+        True
+        True
+    """
+    from nbcaffe import serialization
+
+    name = _name(name)
+    value = current().blobs.get(name)
+    if value is None:
+        state = "holds no value yet" if name in current().blobs else "does not exist"
+        raise errors.BlobNotFoundError(f"SerializeBlob: blob '{name}' {state} in workspace '{current().name}'."
+                                       f"{errors.did_you_mean(name, current().blobs)}")
+    return serialization.serialize_whole(name, value)
+
+
+def DeserializeBlob(name, serialized_blob):
+    """Store the blob serialized by :func:`SerializeBlob` (or read from a DB record) under
+    ``name``; a tensor returns to the device recorded in it (a CUDA tensor to its GPU)."""
+    from nbcaffe import serialization
+
+    value, device_detail = serialization.deserialize_whole(serialized_blob, f"DeserializeBlob('{name}')")
+    current().blobs[_name(name)] = serialization.place(value, device_detail)
+    return True
+
+
 def RunOperatorOnce(operator):
     return current().run_operator_once(operator)
 
