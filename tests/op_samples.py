@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from nbcaffe.ops.training import Mutex
 from nbcaffe.proto import caffe2_pb2
 
 F32 = np.float32
 T = caffe2_pb2.TensorProto
 
 
-def case(inputs, outputs=1, **args):
-    """A sample: input arrays, number of outputs, op arguments."""
-    return {"inputs": list(inputs), "outputs": outputs, "args": args}
+def case(inputs, outputs=1, inplace=None, **args):
+    """A sample: input arrays, number of outputs, op arguments; ``inplace`` maps an output
+    index to the input index whose blob name it reuses."""
+    return {"inputs": list(inputs), "outputs": outputs, "args": args, "inplace": inplace or {}}
 
 
 def _r(seed=0):
@@ -52,6 +54,8 @@ def samples():
     big[0, :4] = [-100.0, 100.0, -20.0, 20.0]  # far tails: no overflow, no NaN
     big_pos = (r.random((20, 24)) * 3 + 0.01).astype(F32)
     big_labels = r.integers(0, 24, 20).astype(np.int32)
+    it = np.array([9], np.int64)
+    lr1 = np.array([0.1], F32)
 
     return {
         "Add": binary, "Sub": binary, "Mul": binary, "Div": div_cases,
@@ -106,12 +110,43 @@ def samples():
                     case([x234, np.array([6, 4], np.int64)], outputs=2)],
         "Flatten": [case([x234]), case([x234], axis=2)],
         "FlattenToVec": [case([x234])],
+        "ResizeLike": [case([x234, r.standard_normal((6, 4)).astype(F32)])],
         "Cast": [case([x23], to=T.INT32), case([x23], to=T.BOOL), case([labels3], to=T.FLOAT),
                  case([x23], to=T.DOUBLE)],
         "Copy": [case([x23])], "StopGradient": [case([x23])], "EnsureCPUOutput": [case([x23])],
         "CopyFromCPUInput": [case([x23])], "CopyCPUToGPU": [case([x23])], "CopyGPUToCPU": [case([x23])],
         "Print": [case([x23], outputs=0)],
         **persistence_samples(x23, labels3),
+        # reduction
+        "SumElements": [case([x23]), case([x234], average=1)],
+        "SumSqrElements": [case([x23]), case([x234], average=1)],
+        "Max": [case([x23]), case([x23, y23]), case([x23, y23, pos])],
+        "Min": [case([x23, y23]), case([x23, y23, pos], inplace={0: 0})],
+        # training
+        "Iter": [case([np.array([41], np.int64)], inplace={0: 0})],
+        "AtomicIter": [case([Mutex(), np.array([7], np.int64)], inplace={0: 1})],
+        "CreateMutex": [case([])],
+        "LearningRate": [case([it], base_lr=-0.1, policy="fixed"),
+                         case([it], base_lr=0.5, policy="step", stepsize=3, gamma=0.9),
+                         case([it], base_lr=0.5, policy="multistep", stepsizes=[2, 5, 20], gamma=0.5),
+                         case([it], base_lr=0.5, policy="exp", gamma=0.99),
+                         case([it], base_lr=0.5, policy="inv", gamma=0.1, power=0.75),
+                         case([it], base_lr=0.5, policy="poly", power=2.0, max_iter=100),
+                         case([it], base_lr=0.5, policy="linearWarmup", start_multiplier=0.1, num_iter=20),
+                         case([it], base_lr=0.5, policy="constantWarmup", multiplier=0.2, num_iter=20),
+                         case([it], base_lr=0.5, policy="alter", active_period=4, inactive_period=3)],
+        "WeightedSum": [case([x23, np.array([2.0], F32), y23, np.array([-0.5], F32)]),
+                        case([x23, np.array([1.0], F32), y23, np.array([-0.1], F32)], inplace={0: 0}),
+                        case([x23, np.array([3.0], F32)])],
+        "MomentumSGDUpdate": [case([x23, y23, lr1, pos], outputs=3, inplace={0: 0, 1: 1, 2: 3}, momentum=0.9),
+                              case([x23, y23, lr1, pos], outputs=3, inplace={0: 0, 1: 1, 2: 3}, momentum=0.9,
+                                   nesterov=1)],
+        "Adam": [case([pos, y23, np.abs(x23), x23, -lr1, it], outputs=3, inplace={0: 0, 1: 1, 2: 2},
+                      beta1=0.8, beta2=0.95, epsilon=1e-6)],
+        "Adagrad": [case([pos, np.abs(x23), y23, -lr1], outputs=2, inplace={0: 0, 1: 1}, epsilon=1e-4, decay=0.9)],
+        "RmsProp": [case([x23, np.abs(y23), pos, -lr1], outputs=3, inplace={0: 0, 1: 1, 2: 2}, momentum=0.5)],
+        "Accuracy": [case([probs, labels3]), case([probs, labels3], top_k=2),
+                     case([np.array([[0.5, 0.5, 0.1], [0.2, 0.7, 0.7]], F32), np.array([1, 2], np.int32)])],
     }
 
 
@@ -157,7 +192,8 @@ def persistence_samples(x, labels):
 
 
 # Input devices that differ from the op's device (by input index).
-HOST_INPUTS = {"CopyCPUToGPU": {0}, "CopyFromCPUInput": {0}}
+HOST_INPUTS = {"CopyCPUToGPU": {0}, "CopyFromCPUInput": {0}, "Iter": {0}, "AtomicIter": {0, 1},
+               "LearningRate": {0}, "Adam": {5}}
 HOST_INPUTS["Load"] = {0}  # the DB reader input is a host object
 
 
@@ -170,4 +206,6 @@ GRADIENT_OPTIONS = {
     "CrossEntropy": {"wrt": [0]},
     "Reshape": {"outputs": [0]},
     "Cast": {"skip_cases": [0, 1, 2]},  # to INT32 / BOOL, and from int labels: not differentiable
+    "Min": {"skip_cases": [1]},  # in place: X0 is overwritten, so its gradient cannot be formed (autograd refuses)
+    "ResizeLike": {"wrt": [0]},  # `like` only lends its shape
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from numba import cuda
 
 from nbcaffe import errors
-from nbcaffe.cuda import activation, arithmetic, fc, fill, loss, persistence, tensor  # noqa: F401
+from nbcaffe.cuda import activation, arithmetic, fc, fill, loss, persistence, reduction, tensor, training  # noqa: F401
 from nbcaffe.cuda.context import CUDAContext
 
 _contexts: dict = {}
