@@ -209,3 +209,35 @@ GRADIENT_OPTIONS = {
     "Min": {"skip_cases": [1]},  # in place: X0 is overwritten, so its gradient cannot be formed (autograd refuses)
     "ResizeLike": {"wrt": [0]},  # `like` only lends its shape
 }
+
+
+# ----------------------------------------------------------------------------- family modules
+# Each operator family added later keeps its samples in tests/op_samples_<family>.py with a
+# `samples()` function and optional GRADIENT_OPTIONS / HOST_INPUTS dicts; they merge here, so
+# engineers working on different families never edit the same file.
+
+def _family_sample_modules():
+    import importlib
+    import pathlib
+
+    for path in sorted(pathlib.Path(__file__).parent.glob("op_samples_*.py")):
+        yield importlib.import_module(f"tests.{path.stem}")
+
+
+_core_samples = samples
+
+
+def samples():  # noqa: F811  (extends the core table above with the family modules)
+    table = _core_samples()
+    for module in _family_sample_modules():
+        extra = module.samples()
+        clash = set(extra) & set(table)
+        if clash:
+            raise ValueError(f"{module.__name__} redefines samples for {sorted(clash)}")
+        table.update(extra)
+    return table
+
+
+for _module in _family_sample_modules():
+    GRADIENT_OPTIONS.update(getattr(_module, "GRADIENT_OPTIONS", {}))
+    HOST_INPUTS.update(getattr(_module, "HOST_INPUTS", {}))

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from numba import cuda
 
+import importlib
+
 from nbcaffe import errors
-from nbcaffe.cuda import activation, arithmetic, fc, fill, loss, persistence, reduction, tensor, training  # noqa: F401
 from nbcaffe.cuda.context import CUDAContext
+from nbcaffe.ops import FAMILIES
+
+# one mirror module per operator family of nbcaffe/ops/ (tests/test_registry.py checks the mirror)
+for _family in FAMILIES:
+    importlib.import_module(f"{__name__}.{_family}")
+del _family
 
 _contexts: dict = {}
 

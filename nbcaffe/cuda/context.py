@@ -31,7 +31,8 @@ class CUDAContext:
 
     @staticmethod
     def from_host(array):
-        return cuda.to_device(np.ascontiguousarray(array))
+        # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)
+        return cuda.to_device(np.require(array, requirements="C"))
 
     @staticmethod
     def synchronize():
