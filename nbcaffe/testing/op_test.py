@@ -21,10 +21,14 @@ from nbcaffe.testing.strategies import device_options  # noqa: F401  (re-exporte
 
 
 def _with_device(op, device_option):
+    """A copy of ``op`` placed on ``device_option``; the op's own random_seed is kept."""
     copy = caffe2_pb2.OperatorDef()
     copy.CopyFrom(op)
     if device_option is not None:
+        seed = op.device_option.random_seed if op.device_option.HasField("random_seed") else None
         copy.device_option.CopyFrom(device_option)
+        if seed is not None and not device_option.HasField("random_seed"):
+            copy.device_option.random_seed = seed
     return copy
 
 

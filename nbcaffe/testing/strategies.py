@@ -44,7 +44,7 @@ def _dodge(array, avoid, margin):
 
 def arrays(shape, dtype=np.float32, elements=None, avoid=(), margin=0.02):
     dtype = np.dtype(dtype)
-    strategy = hnp.arrays(dtype, shape, elements=elements or elements_of_type(dtype))
+    strategy = hnp.arrays(dtype, shape, elements=elements if elements is not None else elements_of_type(dtype))
     if avoid and dtype.kind == "f":
         strategy = strategy.map(lambda a: _dodge(a, avoid, margin))
     return strategy
