@@ -110,6 +110,47 @@ class NetInstance:
         return True
 
 
+    def benchmark(self, warmup_runs, main_runs, run_individual):
+        """Caffe2's BenchmarkNet: [ms per iteration] + (per-op ms when ``run_individual``).
+
+        Device work is synchronised before every clock read, so GPU timings are honest.
+        """
+        import time
+
+        sync = self._synchronize
+        if warmup_runs:
+            self.run(warmup_runs)
+        sync()
+        t0 = time.perf_counter()
+        if main_runs:
+            self.run(main_runs)
+        sync()
+        per_iter = (time.perf_counter() - t0) * 1e3 / max(main_runs, 1)
+        result = [per_iter]
+        if run_individual:
+            totals = [0.0] * len(self.ops)
+            op = None
+            try:
+                for _ in range(max(main_runs, 1)):
+                    for i, op in enumerate(self.ops):
+                        t = time.perf_counter()
+                        op.run()
+                        sync()
+                        totals[i] += time.perf_counter() - t
+            except Exception as exc:
+                raise wrap_failure(op, exc) from exc
+            result += [total * 1e3 / max(main_runs, 1) for total in totals]
+        return result
+
+    def _synchronize(self):
+        seen = set()
+        for op in self.ops:
+            ctx = op.ctx
+            if id(ctx) not in seen:
+                seen.add(id(ctx))
+                ctx.synchronize()
+
+
 # ----------------------------------------------------------------------------- plans
 
 def _should_stop(workspace, blob_name) -> bool:

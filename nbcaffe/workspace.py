@@ -395,6 +395,39 @@ def RunPlan(plan_or_step):
     return current().run_plan(plan_or_step)
 
 
+def BenchmarkNet(name, warmup_runs, main_runs, run_individual):
+    """Time a created net (Caffe2's ``workspace.BenchmarkNet``).
+
+    Returns ``[ms per iteration]``, followed by each operator's mean ms when
+    ``run_individual``; with ``run_individual`` it also logs a per-op and per-op-type table.
+    """
+    if hasattr(name, "Name") and callable(name.Name):
+        name = name.Name()
+    instance = current().nets.get(str(name))
+    if instance is None:
+        raise errors.NbcaffeError(f"BenchmarkNet: net '{name}' has not been created; call CreateNet first."
+                                  f"{errors.did_you_mean(str(name), current().nets)}")
+    result = instance.benchmark(warmup_runs, main_runs, run_individual)
+    if run_individual:
+        log.info("%s", format_op_timings(instance, result))
+    return result
+
+
+def format_op_timings(instance, result) -> str:
+    """A Caffe2-style table: per operator and per operator type, ms and share of the total."""
+    per_op = result[1:]
+    total = sum(per_op) or 1.0
+    lines = [f"Main run: {result[0]:.4f} ms/iter; per-operator times (sum {sum(per_op):.4f} ms):"]
+    by_type = {}
+    for op, ms in zip(instance.ops, per_op):
+        lines.append(f"  #{op.index:<4d} {op.type:28s} {ms:10.4f} ms  {100 * ms / total:5.1f}%")
+        by_type[op.type] = by_type.get(op.type, 0.0) + ms
+    lines.append("Per operator type:")
+    for op_type, ms in sorted(by_type.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {op_type:28s} {ms:10.4f} ms  {100 * ms / total:5.1f}%")
+    return "\n".join(lines)
+
+
 def Nets() -> list:
     return list(current().nets)
 
