@@ -6,6 +6,10 @@ the mean.  Rows are described generically — row r starts at ``(r // inner) * l
 inner + r % inner`` and its elements are ``inner`` apart — so the plain (N, D) layout
 (inner = 1) and the spatial (N, C, H*W) layout (inner = H*W) share one kernel.  Label
 range errors are flagged in a device word and raised on the host, like the CPU kernels.
+
+Gradients follow the CPU kernels' contracts; where the CPU kernel stops at the first bad
+label the device kernels finish every row and report the smallest bad row, which the
+caller turns into the same error.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from numba import cuda
 from nbcaffe.cuda._launch import ROW_THREADS, THREADS, blocks_for
 from nbcaffe.cuda.activation import block_max, block_sum
 from nbcaffe.devices import CUDA
-from nbcaffe.ops.loss import SoftmaxLossKernels
+from nbcaffe.ops.loss import SoftmaxLossGradKernels, SoftmaxLossKernels
 from nbcaffe.registry import register_kernel
 
 MODE_LABEL, MODE_PROB, MODE_SPATIAL = 0, 1, 2
@@ -216,3 +220,176 @@ def mean_kernel(x, out):
 @register_kernel("AveragedLoss", CUDA)
 def averaged_loss_launch(x, out):
     mean_kernel[1, ROW_THREADS](x, out)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+@cuda.jit
+def softmax_loss_grad_weights_kernel(label, weight, use_weight, ignore_minus_one, length, mode, row_w, bad):
+    """row_w[r] = weight of row r in the mean: 0 for ignored (-1) and out-of-range labels;
+    bad[0] receives the smallest out-of-range row."""
+    for r in range(cuda.grid(1), row_w.size, cuda.gridsize(1)):
+        w = weight[r] if use_weight else 1.0
+        if mode == MODE_PROB:
+            row_w[r] = w
+            continue
+        lab = int(label[r])
+        if ignore_minus_one and lab == -1:
+            row_w[r] = 0.0
+        elif lab < 0 or lab >= length:
+            cuda.atomic.min(bad, 0, r)
+            row_w[r] = 0.0
+        else:
+            row_w[r] = w
+
+
+@cuda.jit
+def total_kernel(x, out):
+    """out[0] = sum(x); one block."""
+    shared = cuda.shared.array(ROW_THREADS, numba.float64)
+    tid = cuda.threadIdx.x
+    acc = 0.0
+    for i in range(tid, x.size, ROW_THREADS):
+        acc += x[i]
+    shared[tid] = acc
+    cuda.syncthreads()  # partial sums visible before reducing
+    block_sum(shared, tid)
+    if tid == 0:
+        out[0] = shared[0]
+
+
+@cuda.jit
+def softmax_loss_grad_kernel(p, label, row_w, total, dloss, scale, ignore_minus_one, length, inner, mode, dx):
+    """dx[k] = (p[k] - target[k]) * w[row] * scale * dloss / sum(w); target is the one-hot
+    label (modes 0/2, element k is class (k // inner) % length of row (k // (length * inner))
+    * inner + k % inner) or the probability label laid out like p (mode 1).  Ignored rows get 0."""
+    factor = scale * dloss[0] / total[0] if total[0] > 0.0 else 0.0
+    span = length * inner
+    for k in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        if mode == MODE_PROB:
+            dx[k] = (p[k] - label[k]) * row_w[k // length] * factor
+            continue
+        outer = k // span
+        rem = k - outer * span
+        j = rem // inner
+        r = outer * inner + rem - j * inner
+        lab = int(label[r])
+        if ignore_minus_one and lab == -1:
+            dx[k] = 0.0
+        else:
+            onehot = 1.0 if j == lab else 0.0
+            dx[k] = (p[k] - onehot) * row_w[r] * factor
+
+
+def _softmax_loss_grad(p, label, weight, use_weight, ignore_minus_one, length, inner, dloss, scale, dx, mode):
+    rows = dx.size // length
+    row_w = cuda.device_array(rows, np.float64)
+    total = cuda.device_array(1, np.float64)
+    bad = cuda.to_device(np.array([rows], np.int64))
+    softmax_loss_grad_weights_kernel[blocks_for(rows), THREADS](
+        label, weight, use_weight, ignore_minus_one, length, mode, row_w, bad)
+    total_kernel[1, ROW_THREADS](row_w, total)
+    softmax_loss_grad_kernel[blocks_for(dx.size), THREADS](
+        p, label, row_w, total, dloss, scale, ignore_minus_one, length, inner, mode, dx)
+    first_bad = int(bad.copy_to_host()[0])
+    return first_bad if first_bad < rows else -1
+
+
+def softmax_loss_grad_launch(p, label, weight, use_weight, ignore_minus_one, length, inner, dloss, scale, dx):
+    """Launcher with softmax_loss_grad_cpu's signature; returns -1 or the first bad label's row."""
+    mode = MODE_SPATIAL if ignore_minus_one else MODE_LABEL
+    return _softmax_loss_grad(p, label, weight, use_weight, ignore_minus_one, length, inner, dloss, scale, dx, mode)
+
+
+def softmax_loss_prob_grad_launch(p, label, weight, use_weight, length, dloss, scale, dx):
+    """Launcher with softmax_loss_prob_grad_cpu's signature; always returns -1."""
+    return _softmax_loss_grad(p, label, weight, use_weight, False, length, 1, dloss, scale, dx, MODE_PROB)
+
+
+register_kernel("SoftmaxWithLossGradient", CUDA)(
+    SoftmaxLossGradKernels(softmax_loss_grad_launch, softmax_loss_prob_grad_launch))
+
+
+@cuda.jit
+def label_cross_entropy_grad_kernel(x, label, dy, dx, bad):
+    """dx[i, label[i]] = -dy[i] / max(x[i, label[i]], 1e-20), 0 elsewhere; one thread per
+    element of dx; bad[0] receives the smallest out-of-range row (its dx row stays 0)."""
+    n = x.shape[0]
+    d = x.shape[1]
+    for k in range(cuda.grid(1), n * d, cuda.gridsize(1)):
+        i = k // d
+        j = k - i * d
+        lab = int(label[i])
+        if lab < 0 or lab >= d:
+            if j == 0:
+                cuda.atomic.min(bad, 0, i)
+            dx[i, j] = 0
+        elif j == lab:
+            dx[i, j] = -dy[i] / max(x[i, j], 1e-20)
+        else:
+            dx[i, j] = 0
+
+
+@register_kernel("LabelCrossEntropyGradient", CUDA)
+def label_cross_entropy_grad_launch(x, label, dy, dx):
+    """Launcher with label_cross_entropy_grad_cpu's signature; returns -1 or a bad row."""
+    n, d = tuple(x.shape)
+    bad = cuda.to_device(np.array([n], np.int64))
+    if n * d:
+        label_cross_entropy_grad_kernel[blocks_for(n * d), THREADS](x, label, dy, dx, bad)
+    first_bad = int(bad.copy_to_host()[0])
+    return first_bad if first_bad < n else -1
+
+
+@cuda.jit
+def cross_entropy_grad_kernel(x, label, dy, dx):
+    """dx[i, j] = -dy[i] * label[i, j] / max(x[i, j], 1e-20); one thread per element."""
+    n = x.shape[0]
+    d = x.shape[1]
+    for k in range(cuda.grid(1), n * d, cuda.gridsize(1)):
+        i = k // d
+        j = k - i * d
+        dx[i, j] = -dy[i] * label[i, j] / max(x[i, j], 1e-20)
+
+
+@register_kernel("CrossEntropyGradient", CUDA)
+def cross_entropy_grad_launch(x, label, dy, dx):
+    n, d = tuple(x.shape)
+    if n * d:
+        cross_entropy_grad_kernel[blocks_for(n * d), THREADS](x, label, dy, dx)
+
+
+@cuda.jit
+def squared_l2_grad_kernel(x, y, dd, dx, dy):
+    """dx[i, j] = (x[i, j] - y[i, j]) * dd[i], dy = -dx; one thread per element."""
+    n = x.shape[0]
+    d = x.shape[1]
+    for k in range(cuda.grid(1), n * d, cuda.gridsize(1)):
+        i = k // d
+        j = k - i * d
+        g = (x[i, j] - y[i, j]) * dd[i]
+        dx[i, j] = g
+        dy[i, j] = -g
+
+
+@register_kernel("SquaredL2DistanceGradient", CUDA)
+def squared_l2_grad_launch(x, y, dd, dx, dy):
+    n, d = tuple(x.shape)
+    if n * d:
+        squared_l2_grad_kernel[blocks_for(n * d), THREADS](x, y, dd, dx, dy)
+
+
+@cuda.jit
+def fill_mean_grad_kernel(dloss, dx):
+    """dx[i] = dloss[0] / dx.size."""
+    value = dloss[0] / dx.size
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        dx[i] = value
+
+
+@register_kernel("AveragedLossGradient", CUDA)
+def averaged_loss_grad_launch(dloss, dx):
+    """Launcher with averaged_loss_grad_cpu's signature (flat device arrays)."""
+    if dx.size:
+        fill_mean_grad_kernel[blocks_for(dx.size), THREADS](dloss, dx)

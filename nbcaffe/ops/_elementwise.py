@@ -186,8 +186,58 @@ def binary_kernels(scalar, n_params=0):
                     ob -= sb[d] * shape[d]
                     index[d] = 0
                     d -= 1
+    elif n_params == 2:
+        @numba.njit
+        def same(a, b, c, p0, p1):
+            for i in range(c.size):
+                c[i] = f(a[i], b[i], p0, p1)
+
+        @numba.njit
+        def strided(a, b, c, shape, sa, sb, p0, p1):
+            ndim = shape.size
+            inner = shape[ndim - 1]
+            if inner == 0 or c.size == 0:
+                return
+            ia_in = sa[ndim - 1]
+            ib_in = sb[ndim - 1]
+            index = np.zeros(ndim, np.int64)
+            oa = 0
+            ob = 0
+            pos = 0
+            for _ in range(c.size // inner):
+                cr = c[pos:pos + inner]
+                if ia_in == 1 and ib_in == 1:
+                    ar = a[oa:oa + inner]
+                    br = b[ob:ob + inner]
+                    for k in range(inner):
+                        cr[k] = f(ar[k], br[k], p0, p1)
+                elif ia_in == 1 and ib_in == 0:
+                    ar = a[oa:oa + inner]
+                    bs = b[ob]
+                    for k in range(inner):
+                        cr[k] = f(ar[k], bs, p0, p1)
+                elif ia_in == 0 and ib_in == 1:
+                    as_ = a[oa]
+                    br = b[ob:ob + inner]
+                    for k in range(inner):
+                        cr[k] = f(as_, br[k], p0, p1)
+                else:
+                    for k in range(inner):
+                        cr[k] = f(a[oa + k * ia_in], b[ob + k * ib_in], p0, p1)
+                pos += inner
+                d = ndim - 2
+                while d >= 0:
+                    index[d] += 1
+                    oa += sa[d]
+                    ob += sb[d]
+                    if index[d] < shape[d]:
+                        break
+                    oa -= sa[d] * shape[d]
+                    ob -= sb[d] * shape[d]
+                    index[d] = 0
+                    d -= 1
     else:
-        raise errors.RegistryError("binary_kernels supports up to 1 scalar parameter")
+        raise errors.RegistryError("binary_kernels supports up to 2 scalar parameters")
     return BinaryKernels(same, strided)
 
 
@@ -215,10 +265,13 @@ def contiguous_strides(shape) -> list:
 
 
 def broadcast_plan(out_shape, a_shape, b_shape):
-    """Collapsed (shape, a_strides, b_strides) as int64 arrays for the strided kernel.
+    """Collapsed (shape, a_strides, b_strides) as int64 arrays for the strided kernels.
 
-    Operands are right-aligned to ``out_shape``; broadcast dims get stride 0.  Adjacent dims
-    that are contiguous for both operands merge, so the inner loop is as long as possible.
+    Operands are right-aligned to ``out_shape``; broadcast dims get stride 0.  Dims of size 1
+    in ``out_shape`` are dropped (they never move an index), and adjacent dims that are
+    contiguous for both operands merge, so the inner loop is as long as possible.  After
+    collapsing, the innermost stride of each operand is 0 (it repeats along the inner loop)
+    or 1; the all-ones shape gives ``[1], [1], [1]``.
     """
     ndim = len(out_shape)
 
@@ -228,14 +281,14 @@ def broadcast_plan(out_shape, a_shape, b_shape):
         return [0 if shape[d] == 1 and out_shape[d] != 1 else full[d] for d in range(ndim)]
 
     sa, sb = strides_for(a_shape), strides_for(b_shape)
-    dims = list(out_shape) or [1]
-    sa = sa or [0]
-    sb = sb or [0]
-    merged_d, merged_a, merged_b = [dims[-1]], [sa[-1]], [sb[-1]]
-    for d in range(len(dims) - 2, -1, -1):
-        n = dims[d]
-        if n == 1:
-            continue
+    keep = [d for d in range(ndim) if out_shape[d] != 1]
+    as_array = functools.partial(np.asarray, dtype=np.int64)
+    if not keep:
+        return as_array([1]), as_array([1]), as_array([1])
+    last = keep[-1]
+    merged_d, merged_a, merged_b = [out_shape[last]], [sa[last]], [sb[last]]
+    for d in reversed(keep[:-1]):
+        n = out_shape[d]
         inner_n = merged_d[0]
         if sa[d] == merged_a[0] * inner_n and sb[d] == merged_b[0] * inner_n:
             merged_d[0] = n * inner_n
@@ -243,7 +296,6 @@ def broadcast_plan(out_shape, a_shape, b_shape):
             merged_d.insert(0, n)
             merged_a.insert(0, sa[d])
             merged_b.insert(0, sb[d])
-    as_array = functools.partial(np.asarray, dtype=np.int64)
     return as_array(merged_d), as_array(merged_a), as_array(merged_b)
 
 
@@ -366,17 +418,20 @@ def _legacy_axis(args, ndim) -> int:
 
 class UnaryGradient(Operator):
     """Base of gradient ops ``dX = f(Y_or_X, dY, *params)`` elementwise (same shapes); dX may
-    alias dY.  Subclasses set ``scalar`` and ``params`` like UnaryElementwise."""
+    alias dY.  Subclasses set ``scalar`` and ``params`` like UnaryElementwise, and may set a
+    NumPy ``vector(y, dy, dx, *params)`` form for large tensors on the CPU (SizeSwitch)."""
 
     inputs, outputs = ("Y", "dY"), ("dX",)
     inplace = {1: 0}
     params: tuple = ()
     scalar = None
+    vector = None
     gradient = None
 
     @classmethod
     def build_cpu_kernel(cls):
-        return binary_kernels(cls.scalar, len(cls.params)).same
+        loop = binary_kernels(cls.scalar, len(cls.params)).same
+        return SizeSwitch(loop, cls.vector) if cls.vector is not None else loop
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -389,5 +444,228 @@ class UnaryGradient(Operator):
         return tuple(float(self.args[name]) for name in type(self).params)
 
     def bind(self, inputs, outputs):
-        return functools.partial(self.kernel, flat(inputs[0]), flat(inputs[1]), flat(outputs[0]),
+        x = flat(inputs[0])
+        return functools.partial(choose(self.kernel, x.size), x, flat(inputs[1]), flat(outputs[0]),
                                  *self.param_values())
+
+
+# ------------------------------------------------------------------------ broadcast gradients
+
+
+class BroadcastGradKernels:
+    """The kernels of a binary op's gradient (same registry slot on every device).
+
+    ``same(dc, c, a, b, da, db)``: flat arrays, all of C's size (nothing was broadcast).
+    ``strided(dc, c, a, b, da, db, shape, sa, sb)``: dc and c are flat C-order over
+    ``shape``; a and da share A's layout (strides ``sa``, 0 = broadcast), b and db share B's.
+    """
+
+    __slots__ = ("same", "strided")
+
+    def __init__(self, same, strided):
+        self.same = same
+        self.strided = strided
+
+
+def broadcast_gradient_kernels(grad_a, grad_b):
+    """CPU kernels for ``dA = sum_to_A(grad_a(dC, C, A, B))``, ``dB = sum_to_B(grad_b(...))``.
+
+    The scalar partials are evaluated at every position of C and summed into the position of
+    the operand they came from, in one pass (no C-sized temporary, dC read once for both
+    gradients).  A target smaller than C (broadcast somewhere) is zeroed and accumulated; a
+    target of C's size is assigned.  When the inner (contiguous) dim repeats an operand, that
+    operand's gradient is a row sum held in a float64 scalar; otherwise the inner loops run
+    over row views so numba vectorises them, as in :func:`binary_kernels`.
+    """
+    fa = numba.njit(grad_a)
+    fb = numba.njit(grad_b)
+
+    @numba.njit
+    def same(dc, c, a, b, da, db):
+        for i in range(dc.size):
+            da[i] = fa(dc[i], c[i], a[i], b[i])
+            db[i] = fb(dc[i], c[i], a[i], b[i])
+
+    # NOTE: fastmath reassoc lets the row sums (``total``) vectorise (the AveragedLoss
+    # finding: several times the serial loop); NaN and inf still propagate.
+    @numba.njit(fastmath={"reassoc"})
+    def strided(dc, c, a, b, da, db, shape, sa, sb):
+        reduce_a = da.size != dc.size
+        reduce_b = db.size != dc.size
+        if reduce_a:
+            for i in range(da.size):
+                da[i] = 0
+        if reduce_b:
+            for i in range(db.size):
+                db[i] = 0
+        ndim = shape.size
+        inner = shape[ndim - 1]
+        if inner == 0 or dc.size == 0:
+            return
+        ia = sa[ndim - 1]
+        ib = sb[ndim - 1]
+        index = np.zeros(ndim, np.int64)
+        oa = 0
+        ob = 0
+        pos = 0
+        for _ in range(dc.size // inner):
+            dcr = dc[pos:pos + inner]
+            cr = c[pos:pos + inner]
+            if ia == 1 and ib == 1:
+                ar = a[oa:oa + inner]
+                br = b[ob:ob + inner]
+                dar = da[oa:oa + inner]
+                dbr = db[ob:ob + inner]
+                if reduce_a and reduce_b:
+                    for k in range(inner):
+                        dar[k] += fa(dcr[k], cr[k], ar[k], br[k])
+                        dbr[k] += fb(dcr[k], cr[k], ar[k], br[k])
+                elif reduce_a:
+                    for k in range(inner):
+                        dar[k] += fa(dcr[k], cr[k], ar[k], br[k])
+                        dbr[k] = fb(dcr[k], cr[k], ar[k], br[k])
+                else:
+                    for k in range(inner):
+                        dar[k] = fa(dcr[k], cr[k], ar[k], br[k])
+                        dbr[k] += fb(dcr[k], cr[k], ar[k], br[k])
+            elif ia == 1 and ib == 0:  # B repeats along the row: dB gets the row's sum
+                ar = a[oa:oa + inner]
+                dar = da[oa:oa + inner]
+                bs = b[ob]
+                total = 0.0
+                if reduce_a:
+                    for k in range(inner):
+                        dar[k] += fa(dcr[k], cr[k], ar[k], bs)
+                        total += fb(dcr[k], cr[k], ar[k], bs)
+                else:
+                    for k in range(inner):
+                        dar[k] = fa(dcr[k], cr[k], ar[k], bs)
+                        total += fb(dcr[k], cr[k], ar[k], bs)
+                db[ob] += total
+            elif ia == 0 and ib == 1:  # A repeats along the row
+                as_ = a[oa]
+                br = b[ob:ob + inner]
+                dbr = db[ob:ob + inner]
+                total = 0.0
+                if reduce_b:
+                    for k in range(inner):
+                        total += fa(dcr[k], cr[k], as_, br[k])
+                        dbr[k] += fb(dcr[k], cr[k], as_, br[k])
+                else:
+                    for k in range(inner):
+                        total += fa(dcr[k], cr[k], as_, br[k])
+                        dbr[k] = fb(dcr[k], cr[k], as_, br[k])
+                da[oa] += total
+            else:  # not produced by broadcast_plan; kept so any plan is computed correctly
+                for k in range(inner):
+                    va = fa(dcr[k], cr[k], a[oa + k * ia], b[ob + k * ib])
+                    vb = fb(dcr[k], cr[k], a[oa + k * ia], b[ob + k * ib])
+                    if reduce_a:
+                        da[oa + k * ia] += va
+                    else:
+                        da[oa + k * ia] = va
+                    if reduce_b:
+                        db[ob + k * ib] += vb
+                    else:
+                        db[ob + k * ib] = vb
+            pos += inner
+            d = ndim - 2  # advance the odometer over the outer dims
+            while d >= 0:
+                index[d] += 1
+                oa += sa[d]
+                ob += sb[d]
+                if index[d] < shape[d]:
+                    break
+                oa -= sa[d] * shape[d]
+                ob -= sb[d] * shape[d]
+                index[d] = 0
+                d -= 1
+
+    return BroadcastGradKernels(same, strided)
+
+
+def sum_to_shape(x, shape):
+    """NumPy: ``x`` (a broadcast result) summed down to ``shape`` (right-aligned dims)."""
+    shape = tuple(shape)
+    lead = x.ndim - len(shape)
+    if lead:
+        x = x.sum(axis=tuple(range(lead)))
+    axes = tuple(d for d, n in enumerate(shape) if n == 1 and x.shape[d] != 1)
+    if axes:
+        x = x.sum(axis=axes, keepdims=True)
+    return x.reshape(shape)
+
+
+class BinaryGradient(Operator):
+    """Base of the gradients of :class:`BinaryElementwise` ops: ``(dC, A, B[, C]) -> (dA, dB)``.
+
+    dA = sum over the broadcast dims of ``grad_a(dC, C, A, B)``, dB likewise with ``grad_b``,
+    so dA and dB have A's and B's shapes under either broadcast form of the forward op (the
+    gradient op receives the forward op's ``broadcast``/``axis``/``axis_str``/``order``).
+    Subclasses set the scalar partials ``grad_a``/``grad_b`` (plain Python over
+    ``(dc, c, a, b)``) and ``numpy_partials(dc, c, a, b) -> (pa, pb)`` for the reference; an
+    op whose partials read C declares it as input 3 (otherwise the kernels get dC in C's slot).
+    A and B are read for their shapes and, where the partials use them, their values.
+    """
+
+    inputs, outputs = ("dC", "A", "B"), ("dA", "dB")
+    args = dict(BinaryElementwise.args)
+    gradient = None
+    grad_a = None
+    grad_b = None
+    numpy_partials = None
+
+    @classmethod
+    def build_cpu_kernel(cls):
+        return broadcast_gradient_kernels(cls.grad_a, cls.grad_b)
+
+    @classmethod
+    def infer(cls, args, shapes, dtypes):
+        dc, a, b = (tuple(s) for s in shapes[:3])
+        if args["broadcast"]:
+            schema.legacy_broadcast_sizes(a, b, _legacy_axis(args, len(a)))
+            out = a
+        else:
+            out = schema.numpy_broadcast(a, b)
+        if dc != out:
+            raise errors.ShapeError(f"dC {dc} must have the forward output's shape {out} (A {a}, B {b})")
+        if len(shapes) > 3 and tuple(shapes[3]) != out:
+            raise errors.ShapeError(f"C {tuple(shapes[3])} must have the forward output's shape {out}")
+        return [a, b], [dtypes[0], dtypes[0]]
+
+    @classmethod
+    def reference(cls, dC, A, B, C=None, broadcast=0, axis=-1, axis_str="", order="NCHW"):
+        dc = dC.astype(np.float64)
+        c = dc if C is None else C.astype(np.float64)
+        a, b = A.astype(np.float64), B.astype(np.float64)
+        if broadcast and A.shape != B.shape:
+            if axis_str:
+                axis = order.index(axis_str)
+            pre, n, post = schema.legacy_broadcast_sizes(A.shape, B.shape, axis)
+            a, b = a.reshape(pre, n, post), b.reshape(1, n, 1)
+            dc, c = dc.reshape(pre, n, post), c.reshape(pre, n, post)
+        with np.errstate(all="ignore"):
+            pa, pb = cls.numpy_partials(dc, c, a, b)
+        full = dc.shape
+        da = sum_to_shape(np.broadcast_to(pa, full), a.shape).reshape(A.shape)
+        db = sum_to_shape(np.broadcast_to(pb, full), b.shape).reshape(B.shape)
+        return da.astype(dC.dtype), db.astype(dC.dtype)
+
+    def bind(self, inputs, outputs):
+        return self.bind_broadcast(self.kernel, inputs, outputs)
+
+    def bind_broadcast(self, kernels, inputs, outputs):
+        """Bind a :class:`BroadcastGradKernels` pair to (dC, A, B[, C]) and (dA, dB)."""
+        dc, a, b = inputs[:3]
+        c = inputs[3] if len(inputs) > 3 else dc
+        da, db = outputs
+        views = (flat(dc), flat(c), flat(a), flat(b), flat(da), flat(db))
+        if a.size == dc.size and b.size == dc.size:
+            return functools.partial(kernels.same, *views)
+        if self.args["broadcast"]:
+            pre, n, post = schema.legacy_broadcast_sizes(a.shape, b.shape, _legacy_axis(self.args, len(a.shape)))
+            plan = broadcast_plan((pre, n, post), (pre, n, post), (n, 1))
+        else:
+            plan = broadcast_plan(tuple(dc.shape), tuple(a.shape), tuple(b.shape))
+        plan = tuple(self.ctx.from_host(x) for x in plan)
+        return functools.partial(kernels.strided, *views, *plan)

@@ -1,5 +1,5 @@
 """Elementwise arithmetic: Add, Sub, Mul, Div, Sum, Scale, Exp, Log, Sqrt, Abs, Negative,
-Sqr, Pow, Clip.
+Sqr, Pow, Clip, and their gradient ops.
 
 Scalar functions here are plain Python over one or two values; the bases in
 ``_elementwise`` compile them with ``@njit`` and nbcaffe/cuda/arithmetic.py with
@@ -15,13 +15,16 @@ import numba
 import numpy as np
 
 from nbcaffe import errors, schema
-from nbcaffe.autograd import GI, GO, pass_through_gradient, simple_gradient
+from nbcaffe.autograd import GI, GO, GradientContext, GradientError, I, O, pass_through_gradient, simple_gradient
 from nbcaffe.operator import Operator
 from nbcaffe.ops._elementwise import (
     BinaryElementwise,
+    BinaryGradient,
     SizeSwitch,
     UnaryElementwise,
+    UnaryGradient,
     binary_kernels,
+    broadcast_gradient_kernels,
     choose,
     flat,
     unary_kernel,
@@ -86,6 +89,171 @@ def clip(x, lo, hi):
     return hi if y > hi else y
 
 
+# ---------------------------------------------------------------- gradient scalars
+# Partials of the binary ops at one position of C, as f(dC, C, A, B); the gradient kernels
+# sum them over the dims along which A or B was broadcast.
+
+
+def add_grad_a(dc, c, a, b):
+    return dc
+
+
+def add_grad_b(dc, c, a, b):
+    return dc
+
+
+def sub_grad_b(dc, c, a, b):
+    return -dc
+
+
+def mul_grad_a(dc, c, a, b):
+    return dc * b
+
+
+def mul_grad_b(dc, c, a, b):
+    return dc * a
+
+
+def div_grad_a(dc, c, a, b):
+    return dc / b
+
+
+def div_grad_b(dc, c, a, b):
+    # -dC * A / B² written with C = A / B (Caffe2's form; A may have been overwritten in place)
+    return -dc * c / b
+
+
+def pow_grad_x(dc, c, a, b):
+    return dc * b * a ** (b - 1)
+
+
+def pow_grad_e(dc, c, a, b):
+    # NOTE: branches instead of math.log alone: in plain Python (the CUDA simulator) math.log
+    # raises for a <= 0, while compiled code and NumPy give -inf / NaN
+    if a > 0:
+        return dc * c * math.log(a)
+    return dc * c * (-math.inf if a == 0 else math.nan)
+
+
+def exp_grad(y, dy):
+    return dy * y
+
+
+def log_grad(x, dy):
+    return dy / x
+
+
+def sqrt_grad(y, dy):
+    return 0.5 * dy / y
+
+
+def abs_grad(x, dy):
+    # sign(X) * dY, with 0 at the kink X == 0 (Caffe2)
+    if x > 0:
+        return dy
+    if x < 0:
+        return -dy
+    return dy * 0
+
+
+def sqr_grad(x, dy):
+    return (x + x) * dy
+
+
+def clip_grad(y, dy, lo, hi):
+    # Caffe2 reads the clipped output: the gradient passes only strictly inside (min, max)
+    return dy if y > lo and y < hi else dy * 0
+
+
+def pow_grad(dy, x, e):
+    return dy * e * x ** (e - 1)
+
+
+# NumPy forms (SizeSwitch, >= 256 elements) of the gradients whose numba loops are slow: a
+# libm pow per element, or a division the loop does not vectorise (numba checks each divisor
+# for zero).  At 4096 float32 elements (two runs, a shared 2-core machine): pow_grad loop
+# 57-77 us vs ufuncs 6.4-6.9 us; dY / X 3.6-5.8 us vs 1.2 us; 0.5 dY / Y 4.8-10 us vs 1.9 us.
+# At 256 the two forms are within 1.5x of each other.  dX may alias dY.
+
+
+def log_grad_vector(x, dy, dx):
+    np.divide(dy, x, out=dx)
+
+
+def sqrt_grad_vector(y, dy, dx):
+    np.divide(dy, y, out=dx)
+    dx *= 0.5
+
+
+def pow_grad_vector(dy, x, dx, e):
+    np.power(x, x.dtype.type(e - 1), out=dx)
+    dx *= dy
+    dx *= x.dtype.type(e)
+
+
+# ---------------------------------------------------------------- gradient makers
+
+
+def refuse_overwritten(op, indices):
+    """GradientError when the gradient must read forward input ``i`` (values, not only the
+    shape) but the op wrote an output over it in place: the input is gone by then."""
+    for i in indices:
+        if i < len(op.input) and op.input[i] in op.output:
+            raise GradientError(
+                f"Exception when creating gradient for [{op.type}]: its gradient reads input {i}"
+                f" '{op.input[i]}', which the op overwrites in place; write its output to a new blob")
+
+
+def binary_gradient(grad_type, reads=(), with_output=False):
+    """Maker of ``grad_type(dC, A, B[, C]) -> (dA, dB)`` (forward arguments copied).
+
+    ``reads``: forward inputs whose values (not just shapes) the gradient needs.  When A and
+    B are one blob (``Mul(X, X)``) dB gets its own name so autograd sums the two parts.
+    """
+
+    def maker(op, g_output):
+        refuse_overwritten(op, reads)
+        ctx = GradientContext(op, g_output)
+        inputs = [GO(0), I(0), I(1)] + ([O(0)] if with_output else [])
+        outputs = [GI(0), GI(1)]
+        if op.input[0] == op.input[1]:
+            outputs[1] = f"_{op.input[1]}_grad_input_1"
+        ctx.add(grad_type, inputs, outputs)
+        if op.input[0] == op.input[1]:
+            ctx.alias(1, outputs[1])
+        return ctx.result()
+
+    maker.grad_op_type = grad_type
+    return maker
+
+
+def input_reading_gradient(grad_type):
+    """``grad_type(X, dY) -> dX`` (forward arguments copied); refuses an in-place forward op,
+    whose X is gone when the gradient runs."""
+    make = simple_gradient(grad_type, [I(0), GO(0)], [GI(0)])
+
+    def maker(op, g_output):
+        refuse_overwritten(op, (0,))
+        return make(op, g_output)
+
+    maker.grad_op_type = grad_type
+    return maker
+
+
+_POW_TENSOR_GRADIENT = binary_gradient("PowGradient", reads=(0, 1), with_output=True)
+
+
+def pow_gradient(op, g_output):
+    """PowGradient(dY, X) -> dX with the forward ``exponent`` argument, or, for a tensor
+    exponent, PowGradient(dY, X, E, Y) -> (dX, dE)."""
+    if len(op.input) == 2:
+        return _POW_TENSOR_GRADIENT(op, g_output)
+    refuse_overwritten(op, (0,))
+    ctx = GradientContext(op, g_output)
+    ctx.add("PowGradient", [GO(0), I(0)], [GI(0)])
+    return ctx.result()
+
+
 def _binary_reference(fn):
     def reference(A, B, broadcast=0, axis=-1, axis_str="", order="NCHW"):
         if broadcast and A.shape != B.shape:
@@ -109,6 +277,7 @@ class Add(BinaryElementwise):
 
     scalar = staticmethod(add)
     reference = _binary_reference(np.add)
+    gradient = binary_gradient("AddGradient")
 
 
 @register_op
@@ -117,6 +286,7 @@ class Sub(BinaryElementwise):
 
     scalar = staticmethod(sub)
     reference = _binary_reference(np.subtract)
+    gradient = binary_gradient("SubGradient")
 
 
 @register_op
@@ -125,6 +295,7 @@ class Mul(BinaryElementwise):
 
     scalar = staticmethod(mul)
     reference = _binary_reference(np.multiply)
+    gradient = binary_gradient("MulGradient", reads=(0, 1))
 
 
 @register_op
@@ -133,6 +304,7 @@ class Div(BinaryElementwise):
 
     scalar = staticmethod(div)
     reference = _binary_reference(np.divide)
+    gradient = binary_gradient("DivGradient", reads=(1,), with_output=True)
 
 
 class SumKernels:
@@ -247,6 +419,7 @@ class Exp(_Unary):
 
     float_only = True
     scalar = staticmethod(exp)
+    gradient = simple_gradient("ExpGradient", [O(0), GO(0)], [GI(0)])
     numpy_fn = staticmethod(np.exp)
     vector = staticmethod(lambda x, y: np.exp(x, out=y))
 
@@ -257,6 +430,7 @@ class Log(_Unary):
 
     float_only = True
     scalar = staticmethod(log)
+    gradient = input_reading_gradient("LogGradient")
     numpy_fn = staticmethod(np.log)
     vector = staticmethod(lambda x, y: np.log(x, out=y))
 
@@ -267,6 +441,7 @@ class Sqrt(_Unary):
 
     float_only = True
     scalar = staticmethod(sqrt)
+    gradient = simple_gradient("SqrtGradient", [O(0), GO(0)], [GI(0)])
     numpy_fn = staticmethod(np.sqrt)
 
 
@@ -275,6 +450,7 @@ class Abs(_Unary):
     """Y = |X|, elementwise.  Y may alias X."""
 
     scalar = staticmethod(absolute)
+    gradient = input_reading_gradient("AbsGradient")
     numpy_fn = staticmethod(np.abs)
 
 
@@ -283,6 +459,7 @@ class Negative(_Unary):
     """Y = -X, elementwise.  Y may alias X."""
 
     scalar = staticmethod(negative)
+    gradient = simple_gradient("Negative", [GO(0)], [GI(0)])
     numpy_fn = staticmethod(np.negative)
 
 
@@ -291,6 +468,7 @@ class Sqr(_Unary):
     """Y = X * X, elementwise.  Y may alias X."""
 
     scalar = staticmethod(sqr)
+    gradient = input_reading_gradient("SqrGradient")
     numpy_fn = staticmethod(np.square)
 
 
@@ -310,6 +488,7 @@ class Clip(_Unary):
     args = {"min": -math.inf, "max": math.inf}
     params = ("min", "max")
     scalar = staticmethod(clip)
+    gradient = simple_gradient("ClipGradient", [O(0), GO(0)], [GI(0)])
     numpy_fn = staticmethod(_clip_reference)
 
 
@@ -335,6 +514,7 @@ class Pow(BinaryElementwise):
     num_inputs = (1, 2)
     args = {**BinaryElementwise.args, "exponent": Arg("float", None, "exponent when input 1 is absent")}
     scalar = staticmethod(power)
+    gradient = staticmethod(pow_gradient)
 
     @classmethod
     def build_cpu_kernel(cls):
@@ -372,3 +552,200 @@ class Pow(BinaryElementwise):
             return functools.partial(choose(self.kernel.unary, x.size), x, flat(outputs[0]),
                                      float(self.args["exponent"]))
         return self.bind_binary(self.kernel.binary, inputs, outputs)
+
+
+# ============================================================================ gradient ops
+
+
+@register_op
+class AddGradient(BinaryGradient):
+    """dA = dC and dB = dC, each summed over the dims along which its input was broadcast.
+
+    Inputs dC, A, B (A and B lend only their shapes); outputs dA, dB with A's and B's shapes.
+    Arguments as Add's: ``broadcast`` (legacy form, with ``axis``/``axis_str``/``order``) or
+    NumPy broadcasting (default).
+    """
+
+    grad_a = staticmethod(add_grad_a)
+    grad_b = staticmethod(add_grad_b)
+    numpy_partials = staticmethod(lambda dc, c, a, b: (dc, dc))
+
+
+@register_op
+class SubGradient(BinaryGradient):
+    """dA = dC and dB = -dC, each summed over the dims along which its input was broadcast.
+
+    Inputs dC, A, B (A and B lend only their shapes); arguments as Sub's.
+    """
+
+    grad_a = staticmethod(add_grad_a)
+    grad_b = staticmethod(sub_grad_b)
+    numpy_partials = staticmethod(lambda dc, c, a, b: (dc, -dc))
+
+
+@register_op
+class MulGradient(BinaryGradient):
+    """dA = dC * B and dB = dC * A, each summed over the dims along which its input was
+    broadcast.  Inputs dC, A, B; arguments as Mul's."""
+
+    grad_a = staticmethod(mul_grad_a)
+    grad_b = staticmethod(mul_grad_b)
+    numpy_partials = staticmethod(lambda dc, c, a, b: (dc * b, dc * a))
+
+
+@register_op
+class DivGradient(BinaryGradient):
+    """dA = dC / B and dB = -dC * C / B (= -dC * A / B²), each summed over the dims along which
+    its input was broadcast.
+
+    Inputs dC, A, B, C (Caffe2's order; A lends only its shape, so an in-place ``Div(A, B) ->
+    A`` still differentiates); arguments as Div's.
+    """
+
+    inputs = ("dC", "A", "B", "C")
+    grad_a = staticmethod(div_grad_a)
+    grad_b = staticmethod(div_grad_b)
+    numpy_partials = staticmethod(lambda dc, c, a, b: (dc / b, -dc * c / b))
+
+
+class PowGradKernels:
+    """``scalar(dy, x, dx, exponent)`` for the argument form, ``broadcast`` (a
+    BroadcastGradKernels pair) for the tensor-exponent form."""
+
+    __slots__ = ("scalar", "broadcast")
+
+    def __init__(self, scalar, broadcast):
+        self.scalar = scalar
+        self.broadcast = broadcast
+
+
+@register_op
+class PowGradient(BinaryGradient):
+    """dX = dY * E * X^(E-1); with a tensor exponent also dE = dY * Y * log(X), each summed over
+    the dims along which its input was broadcast.
+
+    Argument form: inputs dY, X with the forward ``exponent`` argument; output dX.  Tensor
+    form: inputs dY, X, exponent E, Y (the forward output); outputs dX, dE; broadcasting as in
+    Pow (``broadcast``/``axis`` or NumPy-style).  X <= 0 gives NaN/inf in dE, as log does.
+    """
+
+    inputs, outputs = ("dY", "X", "exponent", "Y"), ("dX", "dexponent")
+    num_inputs = (2, 4)
+    num_outputs = (1, 2)
+    args = dict(Pow.args)
+    grad_a = staticmethod(pow_grad_x)
+    grad_b = staticmethod(pow_grad_e)
+    numpy_partials = staticmethod(lambda dc, c, a, b: (dc * b * a ** (b - 1), dc * c * np.log(a)))
+
+    @classmethod
+    def build_cpu_kernel(cls):
+        scalar = SizeSwitch(binary_kernels(pow_grad, 1).same, pow_grad_vector)
+        return PowGradKernels(scalar, broadcast_gradient_kernels(pow_grad_x, pow_grad_e))
+
+    def setup(self):
+        n_in, n_out = len(self.input_names), len(self.output_names)
+        has_arg = "exponent" in self.args.given
+        if not ((n_in == 2 and has_arg and n_out == 1) or (n_in == 4 and not has_arg and n_out == 2)):
+            raise errors.ArgumentError(
+                f"{self.where()}: PowGradient takes (dY, X) -> dX with the 'exponent' argument, or"
+                f" (dY, X, exponent, Y) -> (dX, dexponent) without it; got {n_in} inputs, {n_out} outputs"
+                f" and {'an' if has_arg else 'no'} 'exponent' argument")
+
+    @classmethod
+    def infer(cls, args, shapes, dtypes):
+        if len(shapes) == 2:
+            if tuple(shapes[0]) != tuple(shapes[1]):
+                raise errors.ShapeError(f"dY {tuple(shapes[0])} and X {tuple(shapes[1])} must have the same shape")
+            return [shapes[1]], [dtypes[0]]
+        return BinaryGradient.infer.__func__(cls, args, shapes, dtypes)
+
+    @classmethod
+    def reference(cls, dY, X, *rest, exponent=None, broadcast=0, axis=-1, axis_str="", order="NCHW"):
+        if not rest:
+            x = X.astype(np.float64)
+            with np.errstate(all="ignore"):
+                return ((dY.astype(np.float64) * exponent * x ** (exponent - 1)).astype(dY.dtype),)
+        E, Y = rest
+        return BinaryGradient.reference.__func__(cls, dY, X, E, Y, broadcast, axis, axis_str, order)
+
+    def reference_kwargs(self):
+        kwargs = super().reference_kwargs()
+        if len(self.input_names) == 4:
+            kwargs.pop("exponent", None)
+        return kwargs
+
+    def bind(self, inputs, outputs):
+        if len(inputs) == 2:
+            x = flat(inputs[1])
+            return functools.partial(choose(self.kernel.scalar, x.size), flat(inputs[0]), x, flat(outputs[0]),
+                                     float(self.args["exponent"]))
+        return self.bind_broadcast(self.kernel.broadcast, inputs, outputs)
+
+
+def _gradient_reference(fn):
+    """Reference of a unary gradient op: fn(forward tensor, dY, **args) in float64."""
+
+    def reference(T, dY, **args):
+        with np.errstate(all="ignore"):
+            return (np.asarray(fn(T.astype(np.float64), dY.astype(np.float64), **args)).astype(dY.dtype),)
+
+    return staticmethod(reference)
+
+
+@register_op
+class ExpGradient(UnaryGradient):
+    """dX = dY * Y (reads the forward output Y).  dX may alias dY."""
+
+    scalar = staticmethod(exp_grad)
+    reference = _gradient_reference(lambda y, dy: dy * y)
+
+
+@register_op
+class LogGradient(UnaryGradient):
+    """dX = dY / X (reads the forward input X).  dX may alias dY."""
+
+    inputs = ("X", "dY")
+    scalar = staticmethod(log_grad)
+    vector = staticmethod(log_grad_vector)
+    reference = _gradient_reference(lambda x, dy: dy / x)
+
+
+@register_op
+class SqrtGradient(UnaryGradient):
+    """dX = 0.5 * dY / Y (reads the forward output Y).  dX may alias dY."""
+
+    scalar = staticmethod(sqrt_grad)
+    vector = staticmethod(sqrt_grad_vector)
+    reference = _gradient_reference(lambda y, dy: 0.5 * dy / y)
+
+
+@register_op
+class AbsGradient(UnaryGradient):
+    """dX = sign(X) * dY, 0 at X == 0 (reads the forward input X).  dX may alias dY."""
+
+    inputs = ("X", "dY")
+    scalar = staticmethod(abs_grad)
+    reference = _gradient_reference(lambda x, dy: np.sign(x) * dy)
+
+
+@register_op
+class SqrGradient(UnaryGradient):
+    """dX = 2 * X * dY (reads the forward input X).  dX may alias dY."""
+
+    inputs = ("X", "dY")
+    scalar = staticmethod(sqr_grad)
+    reference = _gradient_reference(lambda x, dy: 2 * x * dy)
+
+
+@register_op
+class ClipGradient(UnaryGradient):
+    """dX = dY where min < Y < max, else 0 (reads the forward output Y, as Caffe2).
+
+    dX may alias dY.  Arguments ``min`` and ``max`` as Clip's (default: no bound).
+    """
+
+    args = {"min": -math.inf, "max": math.inf}
+    params = ("min", "max")
+    scalar = staticmethod(clip_grad)
+    reference = _gradient_reference(
+        lambda y, dy, **args: np.where((y > args.get("min", -math.inf)) & (y < args.get("max", math.inf)), dy, 0))
