@@ -12,8 +12,17 @@ import copy
 import functools
 import inspect
 
+from nbcaffe.helpers import algebra as _algebra
+from nbcaffe.helpers import array_helpers as _array_helpers
+from nbcaffe.helpers import conv as _conv
+from nbcaffe.helpers import db_input as _db_input
+from nbcaffe.helpers import dropout as _dropout
+from nbcaffe.helpers import elementwise_linear as _elementwise_linear
 from nbcaffe.helpers import fc as _fc
 from nbcaffe.helpers import nonlinearity as _nonlinearity
+from nbcaffe.helpers import normalization as _normalization
+from nbcaffe.helpers import pooling as _pooling
+from nbcaffe.helpers import tools as _tools
 from nbcaffe.helpers import train as _train
 from nbcaffe.helpers.arg_scope import arg_scope, get_current_scope  # noqa: F401
 
@@ -66,3 +75,26 @@ softmax = Register(_nonlinearity.softmax)
 iter = Register(_train.iter)  # noqa: A001  (Caffe2's helper name)
 accuracy = Register(_train.accuracy)
 add_weight_decay = Register(_train.add_weight_decay)
+conv = Register(_conv.conv)
+conv_nd = Register(_conv.conv_nd)
+conv_transpose = Register(_conv.conv_transpose)
+group_conv = Register(_conv.group_conv)
+group_conv_deprecated = Register(_conv.group_conv_deprecated)
+max_pool = Register(_pooling.max_pool)
+average_pool = Register(_pooling.average_pool)
+max_pool_with_index = Register(_pooling.max_pool_with_index)
+lrn = Register(_normalization.lrn)
+spatial_bn = Register(_normalization.spatial_bn)
+instance_norm = Register(_normalization.instance_norm)
+layer_norm = Register(_normalization.layer_norm)
+dropout = Register(_dropout.dropout)
+concat = Register(_array_helpers.concat)
+depth_concat = Register(_array_helpers.depth_concat)
+sum = Register(_algebra.sum)  # noqa: A001  (Caffe2's helper name)
+transpose = Register(_algebra.transpose)
+batch_mat_mul = Register(_algebra.batch_mat_mul)
+elementwise_linear = Register(_elementwise_linear.elementwise_linear)
+prelu = Register(_elementwise_linear.prelu)
+db_input = Register(_db_input.db_input)
+image_input = Register(_tools.image_input)
+pad_image = Register(_tools.pad_image)

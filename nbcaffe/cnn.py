@@ -17,6 +17,7 @@ _METHODS = {
     "DepthConcat": "depth_concat", "Sum": "sum", "Transpose": "transpose", "PRelu": "prelu",
     "InstanceNorm": "instance_norm", "Iter": "iter", "Accuracy": "accuracy", "ImageInput": "image_input",
     "PadImage": "pad_image", "AddWeightDecay": "add_weight_decay", "PackedFC": "packed_fc",
+    "GroupConv_Deprecated": "group_conv_deprecated",
 }
 
 

@@ -210,6 +210,35 @@ class ModelHelper:
     def GetDevices(self):
         return self._devices
 
+    # ----------------------------------------------------------------- data input
+    def CreateDB(self, blob_out, db, db_type="minidb", **kwargs):
+        """Add ``CreateDB([], blob_out, db=db, db_type=db_type)`` to ``param_init_net``;
+        returns the DB reader blob that TensorProtosDBInput / ImageInput / Load read."""
+        return self.param_init_net.CreateDB([], blob_out, db=db, db_type=db_type, **kwargs)
+
+    def TensorProtosDBInput(self, unused_blob_in, blob_out, batch_size, db, db_type="minidb", **kwargs):
+        """Read ``batch_size`` TensorProtos rows per run from the DB at ``db`` into
+        ``blob_out`` (one blob per tensor of a row); see :func:`nbcaffe.brew.db_input`.
+
+        As in Caffe2, ``unused_blob_in`` must be empty: the reader is created here (to use an
+        existing reader, call ``model.net.TensorProtosDBInput(reader, ...)``).
+
+        Example:
+            >>> m = ModelHelper(name="db_doc")
+            >>> data, label = m.TensorProtosDBInput([], ["data", "label"], batch_size=8, db="x.minidb")
+            >>> str(data), m.net.Proto().op[0].type
+            ('data', 'TensorProtosDBInput')
+        """
+        if unused_blob_in:
+            raise errors.ArgumentError(
+                "model.TensorProtosDBInput creates its own DB reader, so its first argument must be [] (got"
+                f" {unused_blob_in!r}); use model.net.TensorProtosDBInput(reader, ...) to read an existing reader")
+        from nbcaffe.helpers import db_input
+
+        if kwargs:
+            raise errors.ArgumentError(f"model.TensorProtosDBInput: unexpected arguments {sorted(kwargs)}")
+        return db_input.db_input(self, blob_out, batch_size, db, db_type)
+
     def __getattr__(self, op_type):
         """``model.Softmax(...)`` adds the op to ``model.net`` (logged once for ops outside
         the known-safe list, as in Caffe2)."""
