@@ -137,6 +137,7 @@ def simple_gradient(op_type, inputs, outputs, copy_arguments=True, **args):
         return ctx.result()
 
     maker.grad_op_type = op_type
+    maker.input_refs = tuple(inputs)  # lets the backward pass spot an in-place forward op whose input it reads
     return maker
 
 
@@ -291,6 +292,7 @@ def backward_pass(operators, ys):
         maker = GradientRegistry.maker_for(op.type)
         if maker is None:
             continue  # no gradient: the flow stops here (StopGradient, fills, counters, ...)
+        _check_inplace_input_reads(maker, op, index)
         try:
             new_ops, g_input = maker(op, g_output)
         except GradientError:
@@ -319,6 +321,17 @@ def backward_pass(operators, ys):
     for (blob, _v), g in sorted(gradient_of.items(), key=lambda kv: kv[0][1], reverse=True):
         input_to_grad[blob] = g
     return grad_ops, input_to_grad
+
+
+def _check_inplace_input_reads(maker, op, index):
+    """An op that ran in place overwrote input i; a gradient that reads I(i) cannot be formed."""
+    for ref in getattr(maker, "input_refs", ()):
+        if isinstance(ref, _Ref) and ref.kind == "I" and ref.index < len(op.input) and op.input[ref.index] in op.output:
+            name = op.input[ref.index]
+            raise GradientError(
+                f"Exception when creating gradient for [{op.type}] (op #{index}): it ran in place on '{name}', but"
+                f" its gradient needs input {ref.index}'s value before the op overwrote it. Write the op's output"
+                f" to a new blob.")
 
 
 def _check_forward_inputs_alive(new_ops, op, index, operators, in_versions, out_versions, final_version):

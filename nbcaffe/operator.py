@@ -255,28 +255,32 @@ class Operator:
     def allocate_outputs(self, inputs, shapes, dtypes):
         """Output arrays: the input itself for in-place pairs, last run's buffer when its shape
         and dtype still fit, else a fresh one."""
-        outs = []
-        for j, (shape, dtype) in enumerate(zip(shapes, dtypes)):
-            shape = tuple(int(d) for d in shape)
-            dtype = np.dtype(dtype)
-            out_name = self.output_names[j]
-            inplace_src = None
-            for i, in_name in enumerate(self.input_names):
-                if in_name == out_name:
-                    inplace_src = inputs[i]
-                    break
-            if inplace_src is not None:
-                if tuple(inplace_src.shape) == shape and np.dtype(inplace_src.dtype) == dtype \
-                        and self.output_context(j).owns(inplace_src):
-                    outs.append(inplace_src)
-                    continue
-            previous = self._outputs[j]
-            if previous is not None and tuple(previous.shape) == shape and previous.dtype == dtype \
-                    and all(previous is not x for x in inputs):
-                outs.append(previous)
-                continue
-            outs.append(self.output_context(j).empty(shape, dtype))
-        return outs
+        return [self.allocate_output(j, inputs, shape, dtype) for j, (shape, dtype) in enumerate(zip(shapes, dtypes))]
+
+    def allocate_output(self, j, inputs, shape, dtype):
+        """The array for output ``j`` (see :meth:`allocate_outputs`)."""
+        shape = tuple(int(d) for d in shape)
+        dtype = np.dtype(dtype)
+        out_name = self.output_names[j]
+        inplace_src = None
+        for i, in_name in enumerate(self.input_names):
+            if in_name == out_name:
+                inplace_src = inputs[i]
+                break
+        if inplace_src is not None:
+            if tuple(inplace_src.shape) == shape and np.dtype(inplace_src.dtype) == dtype \
+                    and self.output_context(j).owns(inplace_src):
+                return inplace_src
+            if tuple(inplace_src.shape) != shape:
+                # e.g. Add(A, B) -> A where broadcasting makes the result larger than A
+                raise errors.ShapeError(
+                    f"output {j} '{out_name}' runs in place on an input of shape {tuple(inplace_src.shape)}, but"
+                    f" the result has shape {shape}; write it to a new blob")
+        previous = self._outputs[j] if j < len(self._outputs) else None
+        if previous is not None and tuple(previous.shape) == shape and previous.dtype == dtype \
+                and all(previous is not x for x in inputs):
+            return previous
+        return self.output_context(j).empty(shape, dtype)
 
     def prepare(self, inputs):
         """Infer, allocate and bind; returns the output list and sets ``self._call``."""

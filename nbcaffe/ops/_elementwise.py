@@ -27,6 +27,10 @@ import numpy as np
 from nbcaffe import errors, schema
 from nbcaffe.operator import Operator
 
+# IEEE semantics for the elementwise loops: x / 0 gives inf or nan as in NumPy and Caffe2,
+# instead of numba's default Python error model, which raises ZeroDivisionError.
+_njit = functools.partial(numba.njit, error_model="numpy")
+
 VECTOR_MIN_SIZE = 256  # from benchmarks: below this a numba loop's lower call cost wins
 
 # ------------------------------------------------------------------------ CPU kernel factories
@@ -54,19 +58,19 @@ def choose(kernel, size):
 
 def unary_kernel(scalar, n_params=0):
     """``kernel(x, y, *params)``: y[i] = scalar(x[i], *params) over flat arrays."""
-    f = numba.njit(scalar)
+    f = _njit(scalar)
     if n_params == 0:
-        @numba.njit
+        @_njit
         def kernel(x, y):
             for i in range(x.size):
                 y[i] = f(x[i])
     elif n_params == 1:
-        @numba.njit
+        @_njit
         def kernel(x, y, p0):
             for i in range(x.size):
                 y[i] = f(x[i], p0)
     elif n_params == 2:
-        @numba.njit
+        @_njit
         def kernel(x, y, p0, p1):
             for i in range(x.size):
                 y[i] = f(x[i], p0, p1)
@@ -82,15 +86,15 @@ def binary_kernels(scalar, n_params=0):
     ``strided(a, b, c, shape, sa, sb, *p)``: c is flat C-order over ``shape``; element
     ``idx`` of c reads ``a[dot(idx, sa)]`` and ``b[dot(idx, sb)]`` (zero strides broadcast).
     """
-    f = numba.njit(scalar)
+    f = _njit(scalar)
 
     if n_params == 0:
-        @numba.njit
+        @_njit
         def same(a, b, c):
             for i in range(c.size):
                 c[i] = f(a[i], b[i])
 
-        @numba.njit
+        @_njit
         def strided(a, b, c, shape, sa, sb):
             ndim = shape.size
             inner = shape[ndim - 1]
@@ -137,12 +141,12 @@ def binary_kernels(scalar, n_params=0):
                     index[d] = 0
                     d -= 1
     elif n_params == 1:
-        @numba.njit
+        @_njit
         def same(a, b, c, p0):
             for i in range(c.size):
                 c[i] = f(a[i], b[i], p0)
 
-        @numba.njit
+        @_njit
         def strided(a, b, c, shape, sa, sb, p0):
             ndim = shape.size
             inner = shape[ndim - 1]
@@ -187,12 +191,12 @@ def binary_kernels(scalar, n_params=0):
                     index[d] = 0
                     d -= 1
     elif n_params == 2:
-        @numba.njit
+        @_njit
         def same(a, b, c, p0, p1):
             for i in range(c.size):
                 c[i] = f(a[i], b[i], p0, p1)
 
-        @numba.njit
+        @_njit
         def strided(a, b, c, shape, sa, sb, p0, p1):
             ndim = shape.size
             inner = shape[ndim - 1]
@@ -477,10 +481,10 @@ def broadcast_gradient_kernels(grad_a, grad_b):
     operand's gradient is a row sum held in a float64 scalar; otherwise the inner loops run
     over row views so numba vectorises them, as in :func:`binary_kernels`.
     """
-    fa = numba.njit(grad_a)
-    fb = numba.njit(grad_b)
+    fa = _njit(grad_a)
+    fb = _njit(grad_b)
 
-    @numba.njit
+    @_njit
     def same(dc, c, a, b, da, db):
         for i in range(dc.size):
             da[i] = fa(dc[i], c[i], a[i], b[i])
@@ -488,7 +492,7 @@ def broadcast_gradient_kernels(grad_a, grad_b):
 
     # NOTE: fastmath reassoc lets the row sums (``total``) vectorise (the AveragedLoss
     # finding: several times the serial loop); NaN and inf still propagate.
-    @numba.njit(fastmath={"reassoc"})
+    @_njit(fastmath={"reassoc"})
     def strided(dc, c, a, b, da, db, shape, sa, sb):
         reduce_a = da.size != dc.size
         reduce_b = db.size != dc.size

@@ -54,18 +54,12 @@ class ShapeOnly(Operator):
         return [self.new_shape(inputs)], [np.dtype(inputs[0].dtype)]
 
     def allocate_outputs(self, inputs, shapes, dtypes):
-        outs = []
-        if self.output_names[0] == self.input_names[0]:
-            x = inputs[0]
-            outs.append(x if tuple(x.shape) == tuple(shapes[0]) else x.reshape(shapes[0]))
-            rest_shapes, rest_dtypes = shapes[1:], dtypes[1:]
-            if rest_shapes:
-                saved = self._outputs
-                self._outputs = saved[1:]
-                outs += super().allocate_outputs(inputs, rest_shapes, rest_dtypes)
-                self._outputs = saved
-            return outs
-        return super().allocate_outputs(inputs, shapes, dtypes)
+        if self.output_names[0] != self.input_names[0]:
+            return super().allocate_outputs(inputs, shapes, dtypes)
+        x = inputs[0]  # in place: the output is a view of the input under the same name
+        outs = [x if tuple(x.shape) == tuple(shapes[0]) else x.reshape(shapes[0])]
+        outs += [self.allocate_output(j, inputs, shapes[j], dtypes[j]) for j in range(1, len(shapes))]
+        return outs
 
     def bind(self, inputs, outputs):
         x, y = inputs[0], outputs[0]

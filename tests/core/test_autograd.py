@@ -204,3 +204,11 @@ def test_mlp_parameter_gradients_match_finite_differences():
         return n, loss
 
     check_net_gradient(build, feeds, ["w1", "b1", "w2", "b2", "data"])
+
+
+def test_in_place_op_whose_gradient_reads_its_input_is_refused():
+    net = core.Net("inplace_input")
+    x = net.Flatten("x", "x")  # in place; Flatten's gradient needs the input's original shape
+    loss = net.AveragedLoss(x, "loss")
+    with pytest.raises(autograd.GradientError, match=r"\[Flatten\] \(op #0\): it ran in place on 'x'"):
+        net.AddGradientOperators([loss])
