@@ -175,7 +175,8 @@ class GradientRegistry:
                 f"{errors.did_you_mean(op_type, registry.SCHEMAS)}")
         maker = registry.GRADIENTS.get(op_type)
         if maker is registry.NOT_YET:
-            raise GradientError(f"Exception when creating gradient for [{op_type}]: no gradient registered for {op_type}")
+            raise GradientError(
+                f"Exception when creating gradient for [{op_type}]: no gradient registered for {op_type}")
         return maker
 
     @classmethod
