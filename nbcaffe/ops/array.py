@@ -1487,9 +1487,13 @@ GATHER_ARGS = {
 
 
 def gather_geometry(data_shape, idx_shape, idx_dtype, axis, what):
-    """(canonical axis, outer, D, inner, output shape); Caffe2 keeps DATA's shape when D == 0."""
+    """(canonical axis, outer, D, inner, output shape); Caffe2 keeps DATA's shape when D == 0.
+
+    ``idx_dtype`` is checked when given; static inference passes None, because
+    InferShapesAndTypes with dims only types every blob FLOAT (Caffe2's rule).
+    """
     data_shape, idx_shape = tuple(data_shape), tuple(idx_shape)
-    if np.dtype(idx_dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
+    if idx_dtype is not None and np.dtype(idx_dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
         raise errors.ShapeError(f"{what}: INDICES must be int32 or int64, got {np.dtype(idx_dtype).name}")
     if not data_shape:
         raise errors.ShapeError(f"{what}: DATA must have at least 1 dim, got a 0-d tensor")
@@ -1536,8 +1540,12 @@ class Gather(Operator):
 
     @staticmethod
     def infer(args, shapes, dtypes):
-        *_, out = gather_geometry(shapes[0], shapes[1], dtypes[1], args["axis"], "Gather")
+        *_, out = gather_geometry(shapes[0], shapes[1], None, args["axis"], "Gather")
         return [out], [dtypes[0]]
+
+    def output_spec(self, inputs):
+        *_, out = gather_geometry(inputs[0].shape, inputs[1].shape, inputs[1].dtype, self.args["axis"], "Gather")
+        return [out], [np.dtype(inputs[0].dtype)]
 
     @staticmethod
     def reference(DATA, INDICES, axis=0, wrap_indices=None, dense_gradient=False):
@@ -1586,12 +1594,16 @@ class GatherGradient(Operator):
     cpu = staticmethod(gather_grad_cpu)
 
     @staticmethod
-    def infer(args, shapes, dtypes):
-        *_, out = gather_geometry(shapes[0], shapes[1], dtypes[1], args["axis"], "GatherGradient")
+    def infer(args, shapes, dtypes, idx_dtype=None):
+        *_, out = gather_geometry(shapes[0], shapes[1], idx_dtype, args["axis"], "GatherGradient")
         if tuple(shapes[2]) != tuple(out):
             raise errors.ShapeError(f"GatherGradient: dY {tuple(shapes[2])} must have Gather's output shape {out}"
                                     f" (DATA {tuple(shapes[0])}, INDICES {tuple(shapes[1])})")
         return [tuple(shapes[0])], [dtypes[2]]
+
+    def output_spec(self, inputs):
+        return self.infer(self.args, [tuple(x.shape) for x in inputs], [np.dtype(x.dtype) for x in inputs],
+                          inputs[1].dtype)
 
     @staticmethod
     def reference(DATA, INDICES, dY, axis=0, wrap_indices=None, dense_gradient=False):
