@@ -45,21 +45,23 @@ def _unknown_fields(msg) -> int:
     return len(unknown_fields.UnknownFieldSet(msg))
 
 
+_ROW_HINT = ("TensorProtos rows are written by nbcaffe.datasets.write_tensor_protos_db or Caffe2's DB tools; a DB"
+             " written by Save holds BlobProtos, which Load reads")
+
+
 def parse_row(value, where) -> caffe2_pb2.TensorProtos:
     """The TensorProtos of one DB row; ProtoError naming ``where`` for anything else."""
     protos = caffe2_pb2.TensorProtos()
     try:
         protos.ParseFromString(value)
     except _message.DecodeError as exc:
-        raise errors.ProtoError(f"{where}: its {len(value)} bytes are not a serialized caffe2.TensorProtos ({exc})"
-                                ) from None
+        raise errors.ProtoError(f"{where}: its {len(value)} bytes are not a serialized caffe2.TensorProtos ({exc});"
+                                f" {_ROW_HINT}") from None
     # bytes of another message often parse "successfully" into unknown fields (a Save record,
     # a protodb TensorProto): refuse them instead of producing garbage tensors
     if _unknown_fields(protos) or any(_unknown_fields(t) for t in protos.protos):
         raise errors.ProtoError(f"{where}: its {len(value)} bytes parse only with fields caffe2.TensorProtos does"
-                                f" not define, so it is not a TensorProtos row (rows are written by"
-                                f" nbcaffe.datasets.write_tensor_protos_db or Caffe2's DB tools; Save writes"
-                                f" BlobProtos, which Load reads)")
+                                f" not define, so they are not a serialized caffe2.TensorProtos; {_ROW_HINT}")
     return protos
 
 
@@ -206,11 +208,28 @@ def bgr_to_gray(bgr):
     return ((b * 1868 + g * 9617 + r * 4899 + (1 << 13)) >> 14).astype(np.uint8)[..., None]
 
 
+def _decode_gray(img) -> np.ndarray:
+    """An encoded image as OpenCV's IMREAD_GRAYSCALE decodes it: the codec's own gray
+    conversion for JPEG (libjpeg) and PNG (libpng's (9797 R + 19234 G + 3737 B) >> 15, no
+    rounding), OpenCV's BGR2GRAY for the others."""
+    if img.mode == "L":
+        img.load()
+        return np.asarray(img, dtype=np.uint8)[..., None]
+    if img.format == "JPEG":
+        img.draft("L", img.size)  # libjpeg's grayscale output, as OpenCV asks for it
+        return np.asarray(img.convert("L"), dtype=np.uint8)[..., None]
+    rgb = np.asarray(img.convert("RGB"), dtype=np.uint8).astype(np.int32)
+    if img.format == "PNG":
+        gray = (rgb[..., 0] * 9797 + rgb[..., 1] * 19234 + rgb[..., 2] * 3737) >> 15
+        return gray.astype(np.uint8)[..., None]
+    return bgr_to_gray(np.ascontiguousarray(rgb[..., ::-1]))
+
+
 def decode_image(proto, color, where) -> np.ndarray:
     """The image of an ImageInput row as uint8 (H, W, 3) in BGR order (color) or (H, W, 1).
 
     STRING tensors hold one encoded image (JPEG, PNG, ... decoded by Pillow, converted to BGR
-    as OpenCV's imdecode gives it); BYTE tensors hold raw HxW or HxWxC (C = 1 or 3) pixels,
+    or gray as OpenCV's imdecode gives it); BYTE tensors hold raw HxW or HxWxC (C = 1 or 3) pixels,
     used as stored (3-channel raw images are taken to be BGR already, as Caffe2 did).
     """
     if proto.data_type == T.STRING:
@@ -222,14 +241,12 @@ def decode_image(proto, color, where) -> np.ndarray:
         data = proto.string_data[0]
         try:
             with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                if not color and img.mode == "L":
-                    return np.asarray(img, dtype=np.uint8)[..., None]
-                bgr = np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8)[..., ::-1])
+                if color:
+                    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8)[..., ::-1])
+                return _decode_gray(img)
         except (OSError, ValueError, SyntaxError) as exc:
             raise errors.ProtoError(f"{where}: the {len(data)} bytes of the image tensor are not an image Pillow can"
                                     f" decode ({type(exc).__name__}: {exc})") from None
-        return bgr if color else bgr_to_gray(bgr)
     if proto.data_type == T.BYTE:
         dims = [int(d) for d in proto.dims]
         if len(dims) not in (2, 3) or (len(dims) == 3 and dims[2] not in (1, 3)):
