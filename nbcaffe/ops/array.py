@@ -678,6 +678,22 @@ def index_gather_2d_cpu(x, y, src_h, src_w, value):
     x (B, H, W, K) and y (B, OH, OW, K) C-contiguous; tables hold valid indices or -1.
     """
     nb, oh, ow, nk = y.shape
+    if nk == 1:
+        # NCHW images (K = 1): 3-D indexing and whole padded rows measured 3-4.5x faster than
+        # the general loop (pad 2 of (32, 64, 28, 28): 4.6 -> 1.5 ms; np.pad takes 3.4 ms)
+        x3 = x.reshape((nb, x.shape[1], x.shape[2]))
+        y3 = y.reshape((nb, oh, ow))
+        for b in range(nb):
+            for i in range(oh):
+                h = src_h[i]
+                if h < 0:
+                    for j in range(ow):
+                        y3[b, i, j] = value
+                    continue
+                for j in range(ow):
+                    w = src_w[j]
+                    y3[b, i, j] = value if w < 0 else x3[b, h, w]
+        return
     for b in range(nb):
         for i in range(oh):
             h = src_h[i]
@@ -699,6 +715,19 @@ def index_sum_2d_cpu(dy, dx, h_start, h_pos, w_start, w_pos):
     dy (B, OH, OW, K), dx (B, H, W, K) C-contiguous; h_start (H + 1,), w_start (W + 1,).
     """
     nb, nh, nw, nk = dx.shape
+    if nk == 1:  # NCHW images: 3-D indexing (1.2x the general loop)
+        dy3 = dy.reshape((nb, dy.shape[1], dy.shape[2]))
+        dx3 = dx.reshape((nb, nh, nw))
+        for b in range(nb):
+            for h in range(nh):
+                for w in range(nw):
+                    acc = 0.0
+                    for a in range(h_start[h], h_start[h + 1]):
+                        i = h_pos[a]
+                        for c in range(w_start[w], w_start[w + 1]):
+                            acc += dy3[b, i, w_pos[c]]
+                    dx3[b, h, w] = acc
+        return
     for b in range(nb):
         for h in range(nh):
             for w in range(nw):
