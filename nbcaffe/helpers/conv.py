@@ -238,8 +238,9 @@ def group_conv_deprecated(model, blob_in, blob_out, dim_in, dim_out, kernel, wei
     use_bias = not kwargs.pop("no_bias", False)
     engine_hints(kwargs, use_cudnn, cudnn_exhaustive_search, ws_nbytes_limit, exhaustive=True)
     blob_out = str(blob_out)
+    # (Caffe2 passed `dimensions=`, an argument Split never had, so its equal default split applied)
     splits = add_op(model.net, "DepthSplit", blob_in, [f"_{blob_out}_gconv_split_{i}" for i in range(group)],
-                    dimensions=[dim_in // group] * group, order=order)
+                    split=[dim_in // group] * group, order=order)
     if group == 1:
         splits = (splits,)
     if order == "NCHW":
