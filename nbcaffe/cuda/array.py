@@ -30,6 +30,10 @@ from nbcaffe.registry import register_kernel
 # ----------------------------------------------------------------------- strided copies
 
 
+def _noop():
+    pass
+
+
 @cuda.jit
 def strided_copy_kernel(x, x_offset, x_strides, y, y_offset, y_strides, shape, n):
     """y[y_offset + k·y_strides] = x[x_offset + k·x_strides] for the n indices k over shape."""
@@ -54,7 +58,7 @@ def strided_copy_plan(x, x_offset, x_strides, y, y_offset, y_strides, shape):
     """The CUDA form of ops.array.strided_copy_plan_cpu (same arguments)."""
     n = int(np.prod(shape, dtype=np.int64))
     if n == 0:
-        return cpu._noop
+        return _noop
     arrays = [cuda.to_device(np.asarray(a, np.int64)) for a in (x_strides, y_strides, shape)]
     return functools.partial(strided_copy_launch, x, int(x_offset), arrays[0], y, int(y_offset), arrays[1],
                              arrays[2], n)
