@@ -302,7 +302,7 @@ def reduce_cpu(x, y, dims, flags, mode, scale):
             step *= dims[d]
     if mode == MODE_SUM:
         for i in range(y.size):
-            y[i] = 0
+            y[i] = 0 * scale  # an empty sum is 0, an empty mean NaN (scale = NaN then)
     if x.size == 0:
         return
     index = np.zeros(ndim, np.int64)
@@ -480,9 +480,10 @@ class ReduceMean(_AxesReduction):
 
     @staticmethod
     def reference(data, axes=(), keepdims=True):
-        def mean(x, **kw):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.mean(x.astype(np.float64), **kw)
+        def mean(x, axis, keepdims):
+            count = math.prod(x.shape[a] for a in axis)
+            with np.errstate(invalid="ignore", divide="ignore"):  # an empty mean is NaN, without a warning
+                return np.sum(x.astype(np.float64), axis=axis, keepdims=keepdims) / count
 
         return _axes_reduce_reference(mean, data, axes, keepdims)
 
