@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import io
 
+import numba
 import numpy as np
 from google.protobuf import message as _message
 
@@ -267,6 +268,7 @@ def decode_image(proto, color, where) -> np.ndarray:
                             f" image) or BYTE (raw HxWxC uint8 pixels)")
 
 
+@functools.lru_cache(maxsize=64)
 def _area_taps(n_in, n_out):
     """OpenCV's INTER_AREA shrink table for one axis: for each output pixel, the input pixels
     its cell covers and their float32 weights (overlap / cell size), padded to a common length
@@ -295,21 +297,38 @@ def _area_taps(n_in, n_out):
     return index, weight
 
 
+@numba.njit(cache=True)
+def shrink_area_cpu(src, xi, xw, yi, yw, out):
+    """uint8 src (H, W, C) -> uint8 out (oh, ow, C): each input row summed across its column
+    taps (xi, xw: (ow, K)), then rows summed with their weights (yi, yw: (oh, Ky)), float32
+    in OpenCV's order (a zero-weight pad tap adds an exact 0)."""
+    rows = np.empty((src.shape[0], out.shape[1], src.shape[2]), np.float32)
+    for h in range(src.shape[0]):
+        for dx in range(out.shape[1]):
+            for c in range(src.shape[2]):
+                acc = np.float32(0.0)
+                for k in range(xi.shape[1]):
+                    acc += np.float32(src[h, xi[dx, k], c]) * xw[dx, k]
+                rows[h, dx, c] = acc
+    for dy in range(out.shape[0]):
+        for dx in range(out.shape[1]):
+            for c in range(src.shape[2]):
+                acc = np.float32(0.0)
+                for k in range(yi.shape[1]):
+                    acc += yw[dy, k] * rows[yi[dy, k], dx, c]
+                out[dy, dx, c] = min(max(np.rint(acc), 0.0), 255.0)
+
+
 def _shrink_area(img, out_h, out_w):
-    """OpenCV's general INTER_AREA shrink, float32 sums in OpenCV's order: each input row is
-    summed across its column taps, then the rows are summed with their row weights."""
-    src = img.astype(np.float32)
+    """OpenCV's general INTER_AREA shrink (float32 sums in OpenCV's summation order)."""
     xi, xw = _area_taps(img.shape[1], out_w)
     yi, yw = _area_taps(img.shape[0], out_h)
-    rows = np.zeros((img.shape[0], out_w, img.shape[2]), np.float32)
-    for k in range(xi.shape[1]):
-        rows = rows + src[:, xi[:, k]] * xw[None, :, k, None]
-    out = np.zeros((out_h, out_w, img.shape[2]), np.float32)
-    for k in range(yi.shape[1]):
-        out = out + yw[:, k, None, None] * rows[yi[:, k]]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out = np.empty((out_h, out_w, img.shape[2]), np.uint8)
+    shrink_area_cpu(np.ascontiguousarray(img), xi, xw, yi, yw, out)
+    return out
 
 
+@functools.lru_cache(maxsize=64)
 def _linear_taps(n_in, n_out):
     """OpenCV's area-mode linear taps for one axis (used when enlarging): input pixels
     (s, s + 1) with weights (1 - f, f) as 11-bit fixed point; f is how far the output cell
@@ -331,16 +350,31 @@ def _linear_taps(n_in, n_out):
     return index, weight
 
 
+@numba.njit(cache=True)
+def enlarge_area_cpu(src, xi, xw, yi, yw, out):
+    """uint8 src -> uint8 out with two fixed-point taps per axis: horizontal integer sums,
+    then the vertical blend rounded as OpenCV's SIMD path: ((b * (s >> 4)) >> 16) per tap,
+    summed, + 2, >> 2."""
+    rows = np.empty((src.shape[0], out.shape[1], src.shape[2]), np.int64)
+    for h in range(src.shape[0]):
+        for dx in range(out.shape[1]):
+            for c in range(src.shape[2]):
+                rows[h, dx, c] = np.int64(src[h, xi[dx, 0], c]) * xw[dx, 0] + np.int64(src[h, xi[dx, 1], c]) * xw[dx, 1]
+    for dy in range(out.shape[0]):
+        for dx in range(out.shape[1]):
+            for c in range(src.shape[2]):
+                top = (yw[dy, 0] * (rows[yi[dy, 0], dx, c] >> 4)) >> 16
+                bottom = (yw[dy, 1] * (rows[yi[dy, 1], dx, c] >> 4)) >> 16
+                out[dy, dx, c] = min(max((top + bottom + 2) >> 2, 0), 255)
+
+
 def _enlarge_area(img, out_h, out_w):
-    """OpenCV's INTER_AREA when a side grows: integer horizontal taps, then the vertical blend
-    with the rounding of OpenCV's SIMD path ((b * (s >> 4)) >> 16 per tap, then (+2) >> 2)."""
-    src = img.astype(np.int64)
+    """OpenCV's INTER_AREA when a side grows (area-mode linear taps in fixed point)."""
     xi, xw = _linear_taps(img.shape[1], out_w)
     yi, yw = _linear_taps(img.shape[0], out_h)
-    rows = src[:, xi[:, 0]] * xw[None, :, 0, None] + src[:, xi[:, 1]] * xw[None, :, 1, None]
-    top, bottom = rows[yi[:, 0]] >> 4, rows[yi[:, 1]] >> 4
-    out = (((yw[:, 0, None, None] * top) >> 16) + ((yw[:, 1, None, None] * bottom) >> 16) + 2) >> 2
-    return np.clip(out, 0, 255).astype(np.uint8)
+    out = np.empty((out_h, out_w, img.shape[2]), np.uint8)
+    enlarge_area_cpu(np.ascontiguousarray(img), xi, xw, yi, yw, out)
+    return out
 
 
 def resize_area(img, out_h, out_w):
