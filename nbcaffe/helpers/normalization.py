@@ -43,7 +43,7 @@ def lrn(model, blob_in, blob_out, order="NCHW", use_cudnn=False, **kwargs):
         ['norm1', '_norm1_scale']
     """
     check_order(order, "lrn")
-    dev = kwargs.get("device_option") or scope.CurrentDeviceScope()
+    dev = kwargs["device_option"] if "device_option" in kwargs else scope.CurrentDeviceScope()
     is_cpu = dev is None or dev.device_type == caffe2_pb2.CPU
     if use_cudnn and not is_cpu:
         kwargs["engine"] = "CUDNN"
