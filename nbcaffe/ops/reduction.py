@@ -14,7 +14,7 @@ import numpy as np
 from nbcaffe import errors, schema
 from nbcaffe.autograd import GI, GO, GradientContext, I, O, simple_gradient
 from nbcaffe.operator import Operator
-from nbcaffe.ops._elementwise import flat
+from nbcaffe.ops._elementwise import SizeSwitch, choose, flat
 from nbcaffe.registry import register_op
 
 
@@ -391,6 +391,30 @@ def reduce_grad_cpu(dy, x, y, dx, dims, flags, mode, scale):
             yo += index[d] * ystride[d]
 
 
+# Above this many input elements max/min (and ArgMax/ArgMin) use NumPy's SIMD reductions:
+# reduce_cpu's NaN-aware compare loop does not vectorise (1000x1000 float32, max over rows:
+# 1.98 ms vs NumPy 0.20 ms; argmax 2.4 vs 0.16 ms), while below ~1024 elements the loop's
+# lower call cost wins (64 elements: 0.86 vs 0.86 us, 1024: 2.6 vs 2.3 us; measured on this machine).
+# Sums stay in the loop at every size (1000x1000: 0.13-0.16 ms vs NumPy 0.15-0.20 ms).
+REDUCE_VECTOR_MIN_SIZE = 1024
+
+
+def reduce_vector(x, y, dims, flags, mode, scale):
+    """reduce_cpu's contract with NumPy's ufunc reductions for max/min (NaN propagates the same
+    way); sums go to reduce_cpu."""
+    if mode == MODE_SUM or x.size == 0:
+        reduce_cpu(x, y, dims, flags, mode, scale)
+        return
+    shape = tuple(int(n) for n in dims)
+    kept = tuple(1 if f else n for n, f in zip(shape, flags))
+    axes = tuple(int(a) for a in np.flatnonzero(flags))
+    ufunc = np.maximum if mode == MODE_MAX else np.minimum
+    ufunc.reduce(x.reshape(shape), axis=axes, keepdims=True, out=y.reshape(kept))
+
+
+REDUCE_CPU = SizeSwitch(reduce_cpu, reduce_vector, REDUCE_VECTOR_MIN_SIZE)
+
+
 def reduce_axes(axes, ndim, where="axes"):
     """Caffe2's axes rule: empty = every axis; negatives count from the end; sorted.  Raises
     ShapeError for out-of-range or repeated axes."""
@@ -425,7 +449,7 @@ class _AxesReduction(Operator):
     args = {"axes": schema.Arg("ints", (), "axes to reduce (default: all)"), "keepdims": True}
     mode = MODE_SUM
     average = False
-    cpu = staticmethod(reduce_cpu)
+    cpu = REDUCE_CPU
 
     @classmethod
     def infer(cls, args, shapes, dtypes):
@@ -446,7 +470,8 @@ class _AxesReduction(Operator):
         count = _reduced_count(shape, axes)
         scale = (1.0 / count if count else float("nan")) if type(self).average else 1.0
         dims, flags = (self.ctx.from_host(v) for v in reduce_plan(shape, axes))
-        return functools.partial(self.kernel, flat(x), flat(outputs[0]), dims, flags, type(self).mode, scale)
+        return functools.partial(choose(self.kernel, x.size), flat(x), flat(outputs[0]), dims, flags,
+                                 type(self).mode, scale)
 
 
 def _axes_reduce_reference(np_fn, X, axes, keepdims):
@@ -615,7 +640,7 @@ class _FrontBackReduction(Operator):
     front = True
     mode = MODE_SUM
     average = False
-    cpu = staticmethod(reduce_cpu)
+    cpu = REDUCE_CPU
 
     @classmethod
     def infer(cls, args, shapes, dtypes):
@@ -632,7 +657,8 @@ class _FrontBackReduction(Operator):
         count = _reduced_count(shape, axes)
         scale = (1.0 / count if count else float("nan")) if type(self).average else 1.0
         dims, flags = (self.ctx.from_host(v) for v in reduce_plan(shape, axes))
-        return functools.partial(self.kernel, flat(x), flat(outputs[0]), dims, flags, type(self).mode, scale)
+        return functools.partial(choose(self.kernel, x.size), flat(x), flat(outputs[0]), dims, flags,
+                                 type(self).mode, scale)
 
 
 def _front_back_reference(np_fn, X, num, front):
@@ -853,6 +879,14 @@ def arg_cpu(x, take_max, y):
                     yo[j] = k
 
 
+def arg_vector(x, take_max, y):
+    """arg_cpu's contract with np.argmax / np.argmin (first occurrence, first NaN: the same rule)."""
+    (np.argmax if take_max else np.argmin)(x, axis=1, out=y)
+
+
+ARG_CPU = SizeSwitch(arg_cpu, arg_vector, REDUCE_VECTOR_MIN_SIZE)
+
+
 def _arg_dims(args, shape):
     shape = tuple(shape)
     if not shape:
@@ -868,7 +902,7 @@ class _Arg(Operator):
     args = {"axis": -1, "keepdims": True}
     gradient = None
     take_max = True
-    cpu = staticmethod(arg_cpu)
+    cpu = ARG_CPU
 
     @staticmethod
     def infer(args, shapes, dtypes):
@@ -880,7 +914,7 @@ class _Arg(Operator):
     def bind(self, inputs, outputs):
         x = inputs[0]
         _, outer, n, inner = _arg_dims(self.args, x.shape)
-        return functools.partial(self.kernel, x.reshape(outer, n, inner), type(self).take_max,
+        return functools.partial(choose(self.kernel, x.size), x.reshape(outer, n, inner), type(self).take_max,
                                  outputs[0].reshape(outer, inner))
 
 

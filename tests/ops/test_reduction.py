@@ -103,6 +103,17 @@ class TestAxisReductions:
         y = run1(op_type, [x], axes=axes)
         assert_close(y, np_fn(x, axis=tuple(axes), keepdims=True))
 
+    @pytest.mark.parametrize("op_type,np_fn", [("ReduceMax", np.max), ("ReduceMin", np.min), ("ReduceSum", np.sum)])
+    @pytest.mark.parametrize("axes", [[1], [0], [0, 2]])
+    def test_both_sides_of_the_numpy_switch(self, op_type, np_fn, axes):
+        """From 1024 elements max/min run NumPy's reductions (ops/reduction.REDUCE_VECTOR_MIN_SIZE):
+        same values, same NaN propagation as the loop."""
+        for shape in ((3, 5, 4), (8, 30, 6)):  # 60 and 1440 elements
+            x = np.round(np.random.default_rng(11).standard_normal(shape) * 3).astype(F32)  # ties
+            x[1, 2, 3] = np.nan
+            assert_close(run1(op_type, [x], axes=axes), np_fn(x.astype(np.float64), axis=tuple(axes), keepdims=True),
+                         rtol=1e-6)
+
     def test_max_gradient_goes_to_every_tie(self):
         x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]])
         y, dx, grad_ops = run_gradient(op("ReduceMax", ["X"], ["Y"], axes=[1], keepdims=0), [x], np.array([5.0, 7.0]))
@@ -182,6 +193,15 @@ class TestArg:
         y = run1(op_type, [x], axis=axis, keepdims=int(keepdims))
         assert y.dtype == np.int64
         assert np.array_equal(y, np_fn(x, axis=axis, keepdims=keepdims))  # NumPy: first occurrence
+
+    @pytest.mark.parametrize("op_type,np_fn", [("ArgMax", np.argmax), ("ArgMin", np.argmin)])
+    @pytest.mark.parametrize("axis", [0, 1, -1])
+    def test_both_sides_of_the_numpy_switch(self, op_type, np_fn, axis):
+        for shape in ((3, 5, 4), (8, 30, 6)):  # the loop below 1024 elements, NumPy from there
+            x = np.round(np.random.default_rng(12).standard_normal(shape)).astype(F32)  # ties
+            x[1, 2, 3] = np.nan
+            x[2, 4, 1] = np.nan
+            assert np.array_equal(run1(op_type, [x], axis=axis, keepdims=0), np_fn(x, axis=axis))
 
     def test_defaults_last_axis_keepdims(self):
         x = np.array([[1.0, 5.0, 5.0], [7.0, 0.0, 7.0]], F32)
