@@ -19,7 +19,7 @@ from nbcaffe.devices import CUDA
 from nbcaffe.ops import normalization as cpu
 from nbcaffe.registry import register_kernel
 
-neg_pow = cuda.jit(device=True)(cpu._neg_pow.py_func)
+neg_pow = cuda.jit(device=True)(cpu._neg_pow)
 
 
 def _row_blocks(n):

@@ -38,11 +38,18 @@ def _dropout_apply(u, x, y, mask, ratio, scale):
     The product is formed as x * scale, then times 1 or 0, so a dropped inf or NaN gives NaN
     as in Caffe2 (X * scale * mask).  y may alias x.
     """
-    for i in range(x.size):
-        keep = u[i] >= ratio
-        mask[i] = keep
-        v = x[i] * scale
-        y[i] = v if keep else v * 0.0
+    if x.ctypes.data == y.ctypes.data:  # in place: one array, so LLVM need not check overlap
+        for i in range(y.size):
+            keep = u[i] >= ratio
+            mask[i] = keep
+            v = y[i] * scale
+            y[i] = v if keep else v * 0.0
+    else:
+        for i in range(x.size):
+            keep = u[i] >= ratio
+            mask[i] = keep
+            v = x[i] * scale
+            y[i] = v if keep else v * 0.0
 
 
 def dropout_cpu(rng, x, y, mask, uniforms, ratio, scale):
@@ -158,7 +165,11 @@ def dropout_gradient(op, g_output):
 @numba.njit(cache=True)
 def dropout_grad_cpu(dy, mask, dx, scale, use_mask):
     """dx = dy * scale * mask over flat arrays (``use_mask``), else dx = dy (copy; may alias)."""
-    if use_mask:
+    if use_mask and dy.ctypes.data == dx.ctypes.data:  # in place: one array (no overlap check)
+        for i in range(dx.size):
+            v = dx[i] * scale
+            dx[i] = v if mask[i] else v * 0.0
+    elif use_mask:
         for i in range(dy.size):
             v = dy[i] * scale
             dx[i] = v if mask[i] else v * 0.0

@@ -91,13 +91,42 @@ def _noop():
 # ------------------------------------------------------------------------ CPU helpers
 
 
-@numba.njit(cache=True, fastmath={"reassoc"})
+@numba.njit(cache=True, fastmath={"reassoc"}, error_model="numpy")
+def _moments_rows(x, stats):
+    """_moments for channels-last data x (G, A, C): the channel loop is the contiguous one."""
+    G, A, C = x.shape
+    inv = 1.0 / A if A > 0 else 0.0
+    for g in range(G):
+        mean = stats[0, g]
+        var = stats[1, g]
+        for c in range(C):
+            mean[c] = 0.0
+            var[c] = 0.0
+        for a in range(A):
+            xr = x[g, a]
+            for c in range(C):
+                mean[c] += xr[c]
+        for c in range(C):
+            mean[c] *= inv
+        for a in range(A):
+            xr = x[g, a]
+            for c in range(C):
+                d = xr[c] - mean[c]
+                var[c] += d * d
+        for c in range(C):
+            var[c] *= inv
+
+
+@numba.njit(cache=True, fastmath={"reassoc"}, error_model="numpy")
 def _moments(x, stats):
     """stats[0, g, c] = mean, stats[1, g, c] = biased variance of x (G, A, C, B) over A, B.
 
     Two passes in float64; an empty reduction gives mean 0 and variance 0.
     """
     G, A, C, B = x.shape
+    if B == 1:
+        _moments_rows(x.reshape(G, A, C), stats)
+        return
     n = A * B
     inv = 1.0 / n if n > 0 else 0.0
     for g in range(G):
@@ -105,56 +134,66 @@ def _moments(x, stats):
             stats[0, g, c] = 0.0
             stats[1, g, c] = 0.0
         for a in range(A):
-            if B == 1:  # channels-last: the channel loop is the contiguous one
-                for c in range(C):
-                    stats[0, g, c] += x[g, a, c, 0]
-            else:
-                for c in range(C):
-                    s = 0.0
-                    for b in range(B):
-                        s += x[g, a, c, b]
-                    stats[0, g, c] += s
+            for c in range(C):
+                xr = x[g, a, c]
+                s = 0.0
+                for b in range(B):
+                    s += xr[b]
+                stats[0, g, c] += s
         for c in range(C):
             stats[0, g, c] *= inv
         for a in range(A):
-            if B == 1:
-                for c in range(C):
-                    d = x[g, a, c, 0] - stats[0, g, c]
-                    stats[1, g, c] += d * d
-            else:
-                for c in range(C):
-                    m = stats[0, g, c]
-                    s = 0.0
-                    for b in range(B):
-                        d = x[g, a, c, b] - m
-                        s += d * d
-                    stats[1, g, c] += s
+            for c in range(C):
+                xr = x[g, a, c]
+                m = stats[0, g, c]
+                s = 0.0
+                for b in range(B):
+                    d = xr[b] - m
+                    s += d * d
+                stats[1, g, c] += s
         for c in range(C):
             stats[1, g, c] *= inv
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _affine(x, mean, alpha, bias, y):
     """y = (x - mean[g, c]) * alpha[g, c] + bias[c] over x, y (G, A, C, B); y may alias x."""
     G, A, C, B = x.shape
+    # NOTE: LLVM's runtime overlap check sends an aliased x/y to the scalar loop (3x slower), so
+    # the in-place case reads and writes one array
+    same = x.ctypes.data == y.ctypes.data
+    if B == 1:  # channels-last: contiguous rows of C
+        x3 = x.reshape(G, A, C)
+        y3 = y.reshape(G, A, C)
+        for g in range(G):
+            m = mean[g]
+            k = alpha[g]
+            for a in range(A):
+                yr = y3[g, a]
+                xr = yr if same else x3[g, a]
+                for c in range(C):
+                    yr[c] = (xr[c] - m[c]) * k[c] + bias[c]
+        return
     for g in range(G):
         for a in range(A):
-            if B == 1:
-                for c in range(C):
-                    y[g, a, c, 0] = (x[g, a, c, 0] - mean[g, c]) * alpha[g, c] + bias[c]
-            else:
-                for c in range(C):
-                    m = mean[g, c]
-                    k = alpha[g, c]
-                    t = bias[c]
+            for c in range(C):
+                m = mean[g, c]
+                k = alpha[g, c]
+                t = bias[c]
+                yr = y[g, a, c]
+                if same:
                     for b in range(B):
-                        y[g, a, c, b] = (x[g, a, c, b] - m) * k + t
+                        yr[b] = (yr[b] - m) * k + t
+                else:
+                    xr = x[g, a, c]
+                    for b in range(B):
+                        yr[b] = (xr[b] - m) * k + t
 
 
 # ------------------------------------------------------------------------ SpatialBN
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def spatial_bn_train_cpu(x, scale, bias, running_mean, running_var, momentum, eps, saved_mean, saved_rstd,
                          stats, alpha, y):
     """Training SpatialBN on x (1, A, C, B): batch moments into stats (2, 1, C) float64, running
@@ -180,7 +219,7 @@ def spatial_bn_train_cpu(x, scale, bias, running_mean, running_var, momentum, ep
     _affine(x, stats[0], alpha, bias, y)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def spatial_bn_test_cpu(x, scale, bias, mean, var, eps, stats, alpha, y):
     """Inference SpatialBN: y = (x - mean) * scale / sqrt(var + eps) + bias, per channel of
     x (1, A, C, B); stats (2, 1, C) and alpha (1, C) are float64 scratch."""
@@ -190,7 +229,42 @@ def spatial_bn_test_cpu(x, scale, bias, mean, var, eps, stats, alpha, y):
     _affine(x, stats[0], alpha, bias, y)
 
 
-@numba.njit(cache=True, fastmath={"reassoc"})
+@numba.njit(cache=True, fastmath={"reassoc"}, error_model="numpy")
+def _grad_sums(x, dy, mean, sums):
+    """sums[0, g, c] = sum dy, sums[1, g, c] = sum dy * (x - mean[g, c]) over A, B of (G, A, C, B)."""
+    G, A, C, B = x.shape
+    for g in range(G):
+        s0 = sums[0, g]
+        s1 = sums[1, g]
+        for c in range(C):
+            s0[c] = 0.0
+            s1[c] = 0.0
+        if B == 1:  # channels-last: contiguous rows of C
+            x3 = x.reshape(G, A, C)
+            dy3 = dy.reshape(G, A, C)
+            m = mean[g]
+            for a in range(A):
+                xr = x3[g, a]
+                dr = dy3[g, a]
+                for c in range(C):
+                    s0[c] += dr[c]
+                    s1[c] += dr[c] * (xr[c] - m[c])
+            continue
+        for a in range(A):
+            for c in range(C):
+                xr = x[g, a, c]
+                dr = dy[g, a, c]
+                m = mean[g, c]
+                t0 = 0.0
+                t1 = 0.0
+                for b in range(B):
+                    t0 += dr[b]
+                    t1 += dr[b] * (xr[b] - m)
+                s0[c] += t0
+                s1[c] += t1
+
+
+@numba.njit(cache=True, error_model="numpy")
 def norm_grad_cpu(x, dy, scale, mean, second, eps, frozen, sums, coef, dx, dscale, dbias):
     """Gradient of y = (x - mean) * rstd * scale[c] + bias[c] over x, dy, dx (G, A, C, B).
 
@@ -202,21 +276,7 @@ def norm_grad_cpu(x, dy, scale, mean, second, eps, frozen, sums, coef, dx, dscal
     """
     G, A, C, B = x.shape
     n = A * B
-    for g in range(G):
-        for c in range(C):
-            sums[0, g, c] = 0.0
-            sums[1, g, c] = 0.0
-        for a in range(A):
-            for c in range(C):
-                m = mean[g, c]
-                s0 = 0.0
-                s1 = 0.0
-                for b in range(B):
-                    d = dy[g, a, c, b]
-                    s0 += d
-                    s1 += d * (x[g, a, c, b] - m)
-                sums[0, g, c] += s0
-                sums[1, g, c] += s1
+    _grad_sums(x, dy, mean, sums)
     for c in range(C):
         ds = 0.0
         db = 0.0
@@ -234,6 +294,23 @@ def norm_grad_cpu(x, dy, scale, mean, second, eps, frozen, sums, coef, dx, dscal
             db += sums[0, g, c]
         dscale[c] = ds
         dbias[c] = db
+    # dx = k0 * dy + k1 * (x - mean) + k2 per (g, c)
+    if B == 1:
+        x3 = x.reshape(G, A, C)
+        dy3 = dy.reshape(G, A, C)
+        dx3 = dx.reshape(G, A, C)
+        for g in range(G):
+            m = mean[g]
+            k0 = coef[0, g]
+            k1 = coef[1, g]
+            k2 = coef[2, g]
+            for a in range(A):
+                xr = x3[g, a]
+                dr = dy3[g, a]
+                out = dx3[g, a]
+                for c in range(C):
+                    out[c] = k0[c] * dr[c] + k1[c] * (xr[c] - m[c]) + k2[c]
+        return
     for g in range(G):
         for a in range(A):
             for c in range(C):
@@ -241,8 +318,11 @@ def norm_grad_cpu(x, dy, scale, mean, second, eps, frozen, sums, coef, dx, dscal
                 k0 = coef[0, g, c]
                 k1 = coef[1, g, c]
                 k2 = coef[2, g, c]
+                xr = x[g, a, c]
+                dr = dy[g, a, c]
+                out = dx[g, a, c]
                 for b in range(B):
-                    dx[g, a, c, b] = k0 * dy[g, a, c, b] + k1 * (x[g, a, c, b] - m) + k2
+                    out[b] = k0 * dr[b] + k1 * (xr[b] - m) + k2
 
 
 def _spatial_bn_reference_stats(X, order):
@@ -450,7 +530,7 @@ class SpatialBNGradient(Operator):
 # ------------------------------------------------------------------------ InstanceNorm
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def instance_norm_cpu(x, scale, bias, eps, saved_mean, saved_rstd, stats, alpha, y):
     """InstanceNorm on x (N, A, C, B): per (n, c) moments into stats (2, N, C) float64,
     saved_mean / saved_rstd (N, C), y = (x - mean) * rstd * scale[c] + bias[c] (alpha (N, C)
@@ -465,7 +545,7 @@ def instance_norm_cpu(x, scale, bias, eps, saved_mean, saved_rstd, stats, alpha,
     _affine(x, stats[0], alpha, bias, y)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def instance_stats_cpu(x, eps, mean, rstd, stats):
     """mean, rstd (N, C) of x (N, A, C, B) over (A, B): rstd = 1 / sqrt(var + eps)."""
     _moments(x, stats)
@@ -638,7 +718,7 @@ class InstanceNormGradient(Operator):
 # ------------------------------------------------------------------------ LayerNorm
 
 
-@numba.njit(cache=True, fastmath={"reassoc"})
+@numba.njit(cache=True, fastmath={"reassoc"}, error_model="numpy")
 def layer_norm_cpu(x, gamma, beta, affine, eps, mean, std, y):
     """Row-wise layer norm of x (M, N): mean[i], std[i] = sqrt(var + eps) (biased var, two
     passes in float64), y = (x - mean) / std, then * gamma[j] + beta[j] when ``affine``."""
@@ -665,7 +745,7 @@ def layer_norm_cpu(x, gamma, beta, affine, eps, mean, std, y):
                 y[i, j] = (x[i, j] - mu) * r
 
 
-@numba.njit(cache=True, fastmath={"reassoc"})
+@numba.njit(cache=True, fastmath={"reassoc"}, error_model="numpy")
 def layer_norm_grad_cpu(dy, x, mean, std, gamma, affine, acc, dx, dgamma, dbeta):
     """dX = r * (g - mean(g) - xhat * mean(g * xhat)) per row of (M, N) arrays, with r = 1/std,
     xhat = (x - mean) * r and g = dy * gamma (dy without ``affine``); with ``affine`` also
@@ -871,17 +951,39 @@ class LayerNormGradient(Operator):
 # ------------------------------------------------------------------------ LRN
 
 
-@numba.njit(cache=True)
-def _neg_pow(s, beta):
-    """s ** -beta, with the common beta = 0.75 and 0.5 as square roots (no pow call)."""
+@numba.njit(cache=True, error_model="numpy")
+def _mul_neg_pow(a, s, beta, out):
+    """out = a * s**-beta over flat arrays; beta 0.75, 0.5 and 1 use square roots / division,
+    which vectorize (a pow call per element is ~20x slower).  The numpy error model matters:
+    Python's raises on division by zero and that check stops LLVM from vectorizing."""
     if beta == 0.75:
-        return 1.0 / math.sqrt(s * math.sqrt(s))
+        for i in range(a.size):
+            t = math.sqrt(s[i])
+            out[i] = a[i] / (t * math.sqrt(t))
+    elif beta == 0.5:
+        for i in range(a.size):
+            out[i] = a[i] / math.sqrt(s[i])
+    elif beta == 1.0:
+        for i in range(a.size):
+            out[i] = a[i] / s[i]
+    else:
+        for i in range(a.size):
+            out[i] = a[i] * s[i] ** -beta
+
+
+def _neg_pow(s, beta):
+    """s ** -beta (scalar; the CUDA kernels compile it as a device function)."""
+    if beta == 0.75:
+        t = math.sqrt(s)
+        return 1.0 / (t * math.sqrt(t))
     if beta == 0.5:
         return 1.0 / math.sqrt(s)
+    if beta == 1.0:
+        return 1.0 / s
     return s ** -beta
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _lrn_scale(x, size, pre, alpha_over_size, bias, scale):
     """scale[a, c, b] = bias + alpha_over_size * sum of x[a, c', b]**2 over the channel window
     c' in [c - pre, c - pre + size - 1] (clipped to [0, C)), for x, scale (A, C, B)."""
@@ -900,40 +1002,42 @@ def _lrn_scale(x, size, pre, alpha_over_size, bias, scale):
                 scale[a, c, b] = bias + alpha_over_size * scale[a, c, b]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def lrn_cpu(x, size, pre, alpha_over_size, beta, bias, scale, y):
     """Y = X * scale**-beta with scale = bias + alpha/size * (window sum of X²) over channels;
-    x, scale, y are (A, C, B) views (channel axis 1)."""
+    x, scale, y are C-contiguous (A, C, B) views (channel axis 1)."""
     _lrn_scale(x, size, pre, alpha_over_size, bias, scale)
-    A, C, B = x.shape
-    for a in range(A):
-        for c in range(C):
-            for b in range(B):
-                y[a, c, b] = x[a, c, b] * _neg_pow(scale[a, c, b], beta)
+    _mul_neg_pow(x.reshape(x.size), scale.reshape(scale.size), beta, y.reshape(y.size))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def lrn_grad_cpu(x, y, scale, dy, recompute, size, pre, alpha_over_size, beta, bias, ratio, dx):
     """dX = dY * scale**-beta - 2 * alpha/size * beta * X * sum of dY * Y / scale over the
     channels whose window contains this one; ``recompute``: scale is scratch, filled from X
-    first.  All arrays (A, C, B); ratio is scratch."""
+    first.  All arrays (A, C, B), C-contiguous; ratio is scratch."""
     if recompute:
         _lrn_scale(x, size, pre, alpha_over_size, bias, scale)
     A, C, B = x.shape
+    n = x.size
+    flat_ratio = ratio.reshape(n)
+    flat_dy = dy.reshape(n)
+    flat_y = y.reshape(n)
+    flat_scale = scale.reshape(n)
+    for i in range(n):
+        flat_ratio[i] = flat_dy[i] * flat_y[i] / flat_scale[i]
+    _mul_neg_pow(flat_dy, flat_scale, beta, dx.reshape(n))  # the first term of dX
     post = size - 1 - pre
     coef = 2.0 * alpha_over_size * beta
     for a in range(A):
         for c in range(C):
-            for b in range(B):
-                ratio[a, c, b] = dy[a, c, b] * y[a, c, b] / scale[a, c, b]
-        for c in range(C):
             lo = max(0, c - post)
             hi = min(C, c + pre + 1)
-            for b in range(B):
-                acc = 0.0
-                for cc in range(lo, hi):
-                    acc += ratio[a, cc, b]
-                dx[a, c, b] = dy[a, c, b] * _neg_pow(scale[a, c, b], beta) - coef * x[a, c, b] * acc
+            dxr = dx[a, c]
+            xr = x[a, c]
+            for cc in range(lo, hi):
+                rr = ratio[a, cc]
+                for b in range(B):
+                    dxr[b] -= coef * xr[b] * rr[b]
 
 
 def lrn_view(shape, order):
