@@ -1,6 +1,6 @@
 """GEMM-backed ops against NumPy's float32 matmul in the same run.
 
-    python benchmarks/bench_gemm.py [--n 1024] [--repeats 9] [--batch 16 --bn 256]
+    python benchmarks/bench_gemm.py [--n 1024] [--repeats 9] [--batch 16 --bn 256] [--threads T]
 
 For FC (Y = X·Wᵀ + b), MatMul (plain and trans_b), FCGradient (dW = dYᵀX, db, dX = dY·W) and
 BatchMatMul, each run through RunNet on a one-op net (runner overhead included, as users see
@@ -8,7 +8,10 @@ it): GFLOP/s of the op and of the NumPy work it replaces (``X @ W.T + b``, ``A @
 plus ``dY @ W``, ``np.matmul`` over the batch), sampled alternately so both see the same machine
 state, and their ratio.  "first" is the first RunNet (JIT compile, if any, plus one run), kept
 apart from the steady state.  The bg column is the CPU share other processes used meanwhile
-(2 cores shared: ratios are trustworthy, absolute numbers less so).  Issue target: FC n³ >= 0.8x.
+(2 cores shared: ratios are trustworthy, absolute numbers less so); a row measured with bg >
+0.25 is retried after a pause (perf-anchors' method: 2-thread BLAS collapses when another
+process takes a core) and the quietest attempt is kept.  ``--threads`` pins BLAS threads
+(threadpoolctl).  Issue target: FC n³ >= 0.8x.
 """
 
 from __future__ import annotations
@@ -88,13 +91,34 @@ def bench(label, op_type, inputs, outputs, args, baseline, flops, repeats):
             "gf_np": flops / t_np / 1e9, "ratio": t_np / t_ours, "bg": load.background}
 
 
+def quiet_bench(spec, repeats, retries, max_bg=0.25):
+    """bench() retried after a pause while other processes used more than ``max_bg`` of the CPUs;
+    the attempt with the least background load."""
+    best = None
+    for attempt in range(retries + 1):
+        row = bench(*spec, repeats)
+        row["attempts"] = attempt + 1
+        if best is None or row["bg"] < best["bg"]:
+            best = row
+        if row["bg"] <= max_bg:
+            break
+        time.sleep(2.0)
+    return best
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--bn", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=0, help="BLAS threads (0: the library's default)")
+    parser.add_argument("--retries", type=int, default=4, help="retries of a row measured under load")
     opts = parser.parse_args(argv)
+    if opts.threads:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(opts.threads)
     print(header())
     try:
         import threadpoolctl
@@ -106,13 +130,14 @@ def main(argv=None):
         pass
     print(f"# n={opts.n}, float32, {opts.repeats} alternating samples, medians")
     print(f"{'op':<26}{'first ms':>10}{'ms':>10}{'GFLOP/s':>10}{'numpy ms':>10}{'np GFLOP/s':>12}"
-          f"{'ratio':>8}{'bg':>6}")
+          f"{'ratio':>8}{'bg':>6}{'tries':>6}")
     results = []
     for spec in cases(opts.n, opts.batch, opts.bn):
-        row = bench(*spec, opts.repeats)
+        row = quiet_bench(spec, opts.repeats, opts.retries)
         results.append(row)
         print(f"{row['label']:<26}{row['first'] * 1e3:>10.1f}{row['ours'] * 1e3:>10.2f}{row['gf']:>10.1f}"
-              f"{row['numpy'] * 1e3:>10.2f}{row['gf_np']:>12.1f}{row['ratio']:>8.2f}{row['bg']:>6.2f}", flush=True)
+              f"{row['numpy'] * 1e3:>10.2f}{row['gf_np']:>12.1f}{row['ratio']:>8.2f}{row['bg']:>6.2f}"
+              f"{row['attempts']:>6}", flush=True)
     fc = results[0]
     verdict = "meets" if fc["ratio"] >= 0.8 else "MISSES"
     print(f"# FC {opts.n}^3: {fc['ratio']:.2f}x numpy in the same run ({verdict} the >= 0.8x target)")
