@@ -8,11 +8,14 @@ sizes) the test says so and checks Caffe2's rule with NumPy.
 
 from __future__ import annotations
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import given
 
 from nbcaffe import autograd, core, errors, scope, workspace
 from nbcaffe.testing import check_devices, check_gradient
+from nbcaffe.testing import strategies as nst
 from tests.ops._util import CPU_OPTION, assert_close, op, raises, run
 
 try:
@@ -97,6 +100,20 @@ class TestSpatialBN:
         assert_close(rv2, rv * 0.8 + v * 0.2, rtol=1e-6, atol=1e-7)
         assert_close(sm, m, rtol=1e-6, atol=1e-7)
         assert_close(siv, 1 / np.sqrt(v + 1e-4), rtol=1e-6)
+
+    @given(shape=nst.shapes(2, 5, 1, 4), order=st.sampled_from(["NCHW", "NHWC"]), seed=st.integers(0, 99))
+    def test_any_shape_and_order_vs_numpy(self, shape, order, seed):
+        axis = 1 if order == "NCHW" else len(shape) - 1
+        c = shape[axis]
+        x, s, b, rm, rv = bn_inputs(shape, c, seed=seed)
+        y, rm2, rv2, sm, siv = run(bn_op(order=order, epsilon=1e-3), [x, s, b, rm, rv])
+        m, v = np_batch_stats(x, axis)
+        assert_close(y, np_batch_norm(x, s, b, m, v, 1e-3, axis), rtol=1e-4, atol=1e-4)
+        assert_close(rm2, rm * 0.9 + m * 0.1, rtol=1e-5, atol=1e-6)
+        assert_close(rv2, rv * 0.9 + v * 0.1, rtol=1e-5, atol=1e-6)
+        assert_close(siv, 1 / np.sqrt(v + 1e-3), rtol=1e-5)
+        y = run(bn_op(["Y"], order=order, is_test=1), [x, s, b, rm, rv])[0]
+        assert_close(y, np_batch_norm(x, s, b, rm, rv, 1e-5, axis), rtol=1e-4, atol=1e-4)
 
     @needs_torch
     def test_training_vs_torch(self):
@@ -383,6 +400,21 @@ class TestLayerNorm:
         assert_close(mean, em, rtol=1e-5, atol=1e-6)
         assert_close(std, esd, rtol=1e-5)
         assert mean.shape == shape[:canonical] + (1,)
+
+    @given(shape=nst.shapes(2, 4, 1, 4), data=st.data())
+    def test_any_shape_and_axis_vs_numpy(self, shape, data):
+        axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+        canonical = axis % len(shape)
+        r = rng(canonical)
+        x = (r.standard_normal(shape) * 2).astype(F32)
+        n = int(np.prod(shape[canonical:]))
+        gamma, beta = r.standard_normal(n).astype(F32), r.standard_normal(n).astype(F32)
+        y, mean, std = run(op("LayerNorm", ["X", "g", "b"], ["Y", "m", "sd"], axis=axis, elementwise_affine=1),
+                           [x, gamma, beta])
+        ey, em, esd = np_layer_norm(x, canonical, 1e-5, gamma, beta)
+        assert_close(y, ey, rtol=1e-4, atol=1e-4)
+        assert_close(mean, em, rtol=1e-5, atol=1e-6)
+        assert_close(std, esd, rtol=1e-5)
 
     @needs_torch
     def test_vs_torch_with_affine(self):
