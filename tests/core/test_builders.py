@@ -2,7 +2,7 @@
 
 Structural checks (op types, inputs/outputs, arguments, parameter names, shapes, init ops,
 tags, storage order, arg scopes) need no kernels; the numeric end-to-end checks at the end run
-small nets built with brew against PyTorch and skip while an op they need is not registered.
+small nets built with brew against PyTorch.
 """
 
 from __future__ import annotations
@@ -344,12 +344,6 @@ def test_helpers_have_runnable_documentation(name):
 
 # ----------------------------------------------------------------------------- numbers (need the ops)
 
-def needs(*op_types):
-    missing = [t for t in op_types if not core.IsOperator(t)]
-    if missing:
-        pytest.skip(f"ops not registered yet: {missing}")
-
-
 torch = pytest.importorskip("torch")
 
 
@@ -358,7 +352,6 @@ def fetch(name):
 
 
 def test_conv_net_nchw_matches_torch():
-    needs("Conv", "MaxPool", "AveragePool")
     m = model_helper.ModelHelper(name="convnet")
     brew.conv(m, "data", "conv1", 3, 4, 3, pad=1)
     brew.relu(m, "conv1", "relu1")
@@ -381,7 +374,6 @@ def test_conv_net_nchw_matches_torch():
 
 
 def test_conv_nhwc_filters_match_nchw():
-    needs("Conv")
     x = np.random.default_rng(1).standard_normal((2, 5, 6, 3)).astype(np.float32)
     m = model_helper.ModelHelper(name="nhwc", arg_scope={"order": "NHWC"})
     brew.conv(m, "x", "c", 3, 4, 3, stride=2)
@@ -396,7 +388,6 @@ def test_conv_nhwc_filters_match_nchw():
 
 
 def test_normalization_builders_match_torch():
-    needs("SpatialBN", "InstanceNorm", "LayerNorm", "LRN", "Mul", "Add")
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
     h = rng.standard_normal((4, 6)).astype(np.float32)
@@ -427,7 +418,6 @@ def test_normalization_builders_match_torch():
 
 
 def test_parameter_free_and_elementwise_builders_run():
-    needs("Dropout", "Concat", "Transpose", "BatchMatMul", "PRelu", "ElementwiseLinear", "PadImage")
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
     a, b = rng.standard_normal((2, 3, 4)).astype(np.float32), rng.standard_normal((2, 5, 4)).astype(np.float32)
@@ -452,7 +442,6 @@ def test_parameter_free_and_elementwise_builders_run():
 
 
 def test_image_input_builder_produces_nchw(tmp_path):
-    needs("NHWC2NCHW")
     from nbcaffe import datasets
 
     imgs = np.random.default_rng(4).integers(0, 256, (3, 6, 6, 3), dtype=np.uint8)
@@ -468,7 +457,6 @@ def test_image_input_builder_produces_nchw(tmp_path):
 
 def test_lenet_from_an_lmdb_trains(tmp_path):
     """The MNIST tutorial's input and LeNet built with brew: a few SGD steps lower the loss."""
-    needs("Conv", "MaxPool")
     from nbcaffe import datasets, optimizer
     from tests._paths import shared_data
 
@@ -500,7 +488,6 @@ def test_lenet_from_an_lmdb_trains(tmp_path):
 
 
 def test_group_and_transposed_convolution_match_torch():
-    needs("Conv", "ConvTranspose", "DepthSplit", "Concat")
     x = np.random.default_rng(5).standard_normal((1, 4, 5, 5)).astype(np.float32)
     m = model_helper.ModelHelper(name="gct")
     brew.group_conv_deprecated(m, "x", "g", 4, 6, 3, group=2)
