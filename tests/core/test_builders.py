@@ -502,3 +502,22 @@ def test_group_and_transposed_convolution_match_torch():
     up = torch.nn.functional.conv_transpose2d(tx, torch.from_numpy(fetch("up_w")), torch.from_numpy(fetch("up_b")),
                                               stride=2)
     np.testing.assert_allclose(fetch("up"), up.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_pooling_builders_match_torch():
+    x = np.random.default_rng(6).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    m = model_helper.ModelHelper(name="pools", arg_scope={"order": "NHWC"})
+    brew.max_pool(m, "x_nhwc", "mp", kernel=3, stride=2, pad=1)
+    brew.average_pool(m, "x_nhwc", "ap", kernel=2, stride=2)
+    nchw = model_helper.ModelHelper(name="pools_nchw")
+    brew.max_pool_with_index(nchw, "x", "mpi", kernel=2, stride=2)
+    workspace.FeedBlob("x", x)
+    workspace.FeedBlob("x_nhwc", np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    workspace.RunNetOnce(m.net)
+    workspace.RunNetOnce(nchw.net)
+    tx = torch.from_numpy(x)
+    mp = torch.nn.functional.max_pool2d(tx, 3, 2, padding=1).permute(0, 2, 3, 1)
+    ap = torch.nn.functional.avg_pool2d(tx, 2, 2).permute(0, 2, 3, 1)
+    np.testing.assert_array_equal(fetch("mp"), mp.numpy())
+    np.testing.assert_allclose(fetch("ap"), ap.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(fetch("mpi"), torch.nn.functional.max_pool2d(tx, 2, 2).numpy())
