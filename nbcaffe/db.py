@@ -624,12 +624,8 @@ class LMDB(DB):
             if not os.path.isdir(self.path):
                 state = "is a file, not an lmdb directory" if os.path.exists(self.path) else "does not exist"
                 raise DBError(f"lmdb: cannot open '{self.path}' for reading: it {state}")
-            try:
-                self._env = lmdb.open(self.path, readonly=True, lock=False, subdir=True, max_dbs=0)
-            except lmdb.InvalidError as exc:
-                raise DBFormatError(f"lmdb '{self.path}': data.mdb is not an LMDB file ({exc})") from None
-            except lmdb.Error as exc:
-                raise DBError(f"lmdb: cannot open '{self.path}' for reading: {exc}") from None
+            self._env = _shared_read_env(self.path)
+            self._shared = True
             self._closed = False
             return
         folder = _target_folder(self.path, "lmdb")
@@ -682,7 +678,59 @@ class LMDB(DB):
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _release(self):
-        self._env.close()
+        if getattr(self, "_shared", False):
+            _release_read_env(self.path)
+        else:
+            self._env.close()
+
+
+# The lmdb package allows one open Environment per path in a process ("already open in this
+# process"), while a train and a test net, or an init net run twice, each open a reader on the
+# same DB.  Readers therefore share one read-only Environment per path, reference counted and
+# reopened when the directory was replaced by a new save.
+_READ_ENVS: dict = {}
+
+
+def _stamp(path):
+    st = os.stat(os.path.join(path, "data.mdb"))
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _shared_read_env(path):
+    lmdb = _lmdb_module()
+    key = os.path.realpath(path)
+    try:
+        stamp = _stamp(path)
+    except OSError as exc:
+        raise DBError(f"lmdb: cannot open '{path}' for reading: {exc}") from None
+    entry = _READ_ENVS.get(key)
+    if entry is not None and entry[2] != stamp:
+        if entry[1] > 0:
+            raise DBError(f"lmdb '{path}' was replaced on disk while a reader still has the old version open;"
+                          f" close or recreate that reader first")
+        entry[0].close()
+        entry = None
+    if entry is None:
+        try:
+            env = lmdb.open(path, readonly=True, lock=False, subdir=True, max_dbs=0)
+        except lmdb.InvalidError as exc:
+            raise DBFormatError(f"lmdb '{path}': data.mdb is not an LMDB file ({exc})") from None
+        except lmdb.Error as exc:
+            raise DBError(f"lmdb: cannot open '{path}' for reading: {exc}") from None
+        entry = _READ_ENVS[key] = [env, 0, stamp]
+    entry[1] += 1
+    return entry[0]
+
+
+def _release_read_env(path):
+    key = os.path.realpath(path)
+    entry = _READ_ENVS.get(key)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] <= 0:
+        entry[0].close()
+        del _READ_ENVS[key]
 
 
 # ------------------------------------------------------------------------- protodb

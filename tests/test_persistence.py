@@ -716,3 +716,31 @@ def test_gpu_scalars_empty_tensors_and_db_exists(tmp_path):
     workspace.DeserializeBlob("s2", serialization.serialize_whole("s2", np.array(1.0, np.float32),
                                                                    serialization.device_detail_of(None, 0)))
     assert workspace.FetchBlob("s2").shape == ()
+
+
+def test_two_lmdb_readers_on_one_path_share_the_environment(tmp_path):
+    """A train and a test net (or an init net run twice) may read one LMDB at the same time."""
+    pytest.importorskip("lmdb")
+    from nbcaffe import db as dbmod
+
+    path = str(tmp_path / "shared.lmdb")
+    writer = dbmod.create_db("lmdb", path, "n")
+    txn = writer.new_transaction()
+    txn.put(b"k0", b"v0")
+    txn.put(b"k1", b"v1")
+    txn.commit()
+    writer.close()
+    first = dbmod.create_db("lmdb", path, "r")
+    second = dbmod.create_db("lmdb", path, "r")
+    for reader in (first, second):
+        cursor = reader.new_cursor()
+        cursor.seek_to_first()
+        assert (cursor.key(), cursor.value()) == (b"k0", b"v0")
+    first.close()
+    cursor = second.new_cursor()
+    cursor.seek_to_first()
+    cursor.next()
+    assert cursor.value() == b"v1"
+    second.close()
+    third = dbmod.create_db("lmdb", path, "r")  # reopens after everything was closed
+    third.close()
