@@ -364,17 +364,21 @@ def window_text(kernel, stride, dilation, pads) -> str:
     return f"kernel {list(kernel)}, stride {list(stride)}, dilation {list(dilation)}, pads {list(pads)}"
 
 
-def check_pool_windows(geo: Geometry, what="X"):
-    """Every pooling window must hold at least one image cell (a window made only of padding,
-    or whose dilated taps all fall in the padding, has no maximum or mean)."""
+def check_pool_windows(geo: Geometry, legacy_pad=NOTSET, what="X"):
+    """Every pooling window must hold at least one image cell: a window made only of padding
+    (or whose dilated taps all miss the image) has no maximum or mean.  Caffe2 wrote -FLT_MAX
+    or NaN there; nbcaffe refuses the geometry."""
     for i in range(geo.rank):
         size, k, s, d, head = geo.in_sp[i], geo.kernel[i], geo.stride[i], geo.dilation[i], geo.pad_head[i]
         for o in range(geo.out_sp[i]):
             start = o * s - head
             if not any(0 <= start + t * d < size for t in range(k)):
+                why = ("Caffe's ceil mode added a window beyond the image (stride larger than the kernel)"
+                       if legacy_pad == CAFFE_LEGACY_POOLING else "pads must be smaller than the kernel")
                 raise errors.ShapeError(
-                    f"pooling {what} of spatial size {list(geo.in_sp)} with {geo.describe()}: window {o} along"
-                    f" spatial dim {i} covers only padding (pads must be smaller than the kernel)")
+                    f"pooling {what} of spatial size {list(geo.in_sp)} with {geo.describe()},"
+                    f" legacy_pad={LEGACY_NAMES[legacy_pad]}: window {o} along spatial dim {i} covers only padding"
+                    f" ({why})")
 
 
 def transpose_geometry(window: Window, x_shape, out_channels, what="X") -> Geometry:

@@ -375,7 +375,7 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
     canon = geo.canonical()
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = canon
     nchw = int(geo.order == "NCHW")
-    n, c = geo.batch, geo.channels
+    n, c = max(geo.batch, 1), geo.channels  # an empty batch plans like one image (and runs nothing)
     cg, mg = c // group, m_out // group
     threads = cp.num_threads() if cpu else 1
     if _pointwise(geo):
@@ -402,7 +402,7 @@ def filter_grad_plan(geo: cp.Geometry, group, m_out, itemsize, cpu=True):
     """(plan, scratch shapes) of dW for ``geo``: per-worker col and product buffers, per-task partials."""
     plan, _ = forward_plan(geo, group, 0, m_out, itemsize, cpu, rowshift=False)
     canon = _canon(plan)
-    n = geo.batch
+    n = max(geo.batch, 1)
     cg, mg = geo.channels // group, m_out // group
     kg = cg * math.prod(canon[6:9])
     P = math.prod(canon[3:6])

@@ -496,7 +496,7 @@ def reference_avg_grad(dy, geo, include_pad, x_shape):
 
 def pool_geometry(window, x_shape, where="X"):
     geo = cp.resolve(window, x_shape, where)
-    cp.check_pool_windows(geo, where)
+    cp.check_pool_windows(geo, window.legacy_pad, where)
     return geo
 
 
