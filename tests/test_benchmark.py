@@ -1,0 +1,67 @@
+"""The benchmark CLI, BenchmarkNet, and the PyTorch peer interpreter it compares against
+(which doubles as an independent check of whole zoo models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nbcaffe import benchmark, model_helper, workspace
+from nbcaffe.models import MODELS, input_shape
+
+
+def test_benchmark_net_returns_caffe2_list():
+    m = model_helper.ModelHelper(name="bn_list")
+    MODELS["MLP"].build(m, "data")
+    workspace.FeedBlob("data", np.ones((4, 100), np.float32))
+    workspace.RunNetOnce(m.param_init_net)
+    workspace.CreateNet(m.net)
+    overall = workspace.BenchmarkNet(m.net.Name(), 2, 5, False)
+    assert len(overall) == 1 and overall[0] > 0
+    per_op = workspace.BenchmarkNet(m.net, 1, 3, True)
+    assert len(per_op) == 1 + len(m.net.Proto().op) and all(t >= 0 for t in per_op)
+    text = workspace.format_op_timings(workspace.current().nets[m.net.Name()], per_op)
+    assert "FC" in text and "Per operator type" in text
+    with pytest.raises(RuntimeError, match="has not been created"):
+        workspace.BenchmarkNet("nope", 1, 1, False)
+
+
+def test_cli_runs_and_reports(capsys):
+    results = benchmark.main(["--model", "MLP", "--batch_size", "8", "--iterations", "3", "--warmup_iterations", "1",
+                              "--layer_wise_benchmark", "--device", "both", "--optimizer", "sgd"])
+    out = capsys.readouterr().out
+    assert "CPU" in results and results["CPU"][0] > 0
+    assert "images/s" in out and "Per-operator times on CPU" in out and "MomentumSGDUpdate" in out
+    if "GPU" not in results:
+        assert "GPU" in out and ("simulator" in out or "no CUDA device" in out)
+
+
+@pytest.mark.parametrize("name", ["LeNet", "ResNet20"])
+def test_torch_peer_reproduces_zoo_models(name):
+    torch = pytest.importorskip("torch")
+    from nbcaffe import peer_torch
+
+    m = model_helper.ModelHelper(name=f"peer_{name}")
+    softmax = MODELS[name].build(m, "data", is_test=False)
+    xent = m.net.LabelCrossEntropy([softmax, "label"], "xent")
+    loss = m.net.AveragedLoss(xent, "loss")
+    m.AddGradientOperators([loss])
+    rng = np.random.default_rng(0)
+    x = rng.random(input_shape(name, 4), dtype=np.float32)
+    y = rng.integers(0, MODELS[name].num_labels, 4).astype(np.int32)
+    workspace.FeedBlob("data", x)
+    workspace.FeedBlob("label", y)
+    workspace.RunNetOnce(m.param_init_net)
+    params = {str(p): workspace.FetchBlob(p) for p in m.params + m.GetComputedParams()}
+    workspace.RunNetOnce(m.net)
+    net = peer_torch.TorchNet(m.net.Proto(), params, trainable=[str(p) for p in m.params])
+    assert net.unsupported == []
+    blobs = net.forward({"data": x, "label": y}, training=True)
+    np.testing.assert_allclose(blobs[str(softmax)].detach().numpy(), workspace.FetchBlob(softmax), rtol=1e-4,
+                               atol=1e-6)
+    blobs["loss"].backward()
+    grads = {name_: p.grad.numpy() for name_, p in zip([str(p) for p in m.params], net.parameters)}
+    for param in m.params:
+        np.testing.assert_allclose(workspace.FetchBlob(m.param_to_grad[param]), grads[str(param)], rtol=2e-3,
+                                   atol=2e-5, err_msg=str(param))
+    assert torch is not None
