@@ -51,7 +51,10 @@ TASK_BYTES = 8 << 20
 
 # ============================================================================ numba primitives
 # p = (D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW): the canonical
-# 3-D window of _conv_pool.Geometry.canonical().
+# 3-D window of _conv_pool.Geometry.canonical().  Images of a chunk sit side by side along
+# the columns of an NCHW col matrix (col[g, tap, i*P + position]), so one GEMM serves the
+# whole chunk; in NHWC they are consecutive rows already.  Loops index flat arrays: with
+# small images the per-segment cost of slicing dominated (LeNet's 8x8 im2col ran 9x slower).
 
 
 @_njit
@@ -72,100 +75,103 @@ def _valid_range(off, stride, size, n_out):
 
 @_njit
 def im2col_nchw(x, n0, col, p, group):
-    """col[i, g, (c, kd, kh, kw), (od, oh, ow)] = X[n0 + i, g*Cg + c, tap] (0 in padding).
+    """col[g, (c, kd, kh, kw), i*P + (od, oh, ow)] = X[n0 + i, g*Cg + c, tap] (0 in padding).
 
-    x (N, C, D, H, W); col (chunk, G, Cg*KD*KH*KW, Do*Ho*Wo).
+    x (N, C, D, H, W); col (G, Cg*KD*KH*KW, k*P) for k images.  Each tap's valid output
+    ranges are computed once; a tap that reaches into the padding zero-fills its row first,
+    so the copy loops carry no tests (slices indexed from 0: those loops vectorise).
     """
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
-    cg = x.shape[1] // group
-    for i in range(col.shape[0]):
-        img = x[n0 + i]
-        for g in range(group):
-            out = col[i, g]
-            for c in range(cg):
-                plane = img[g * cg + c]
-                for kd in range(KD):
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            row = out[((c * KD + kd) * KH + kh) * KW + kw]
-                            lo, hi = _valid_range(kw * DW - PW, SW, W, Wo)
-                            off = kw * DW - PW
-                            for od in range(Do):
+    C = x.shape[1]
+    cg = C // group
+    P = Do * Ho * Wo
+    k = col.shape[2] // P
+    for g in range(group):
+        for c in range(cg):
+            for kd in range(KD):
+                d0, d1 = _valid_range(kd * DD - PD, SD, D, Do)
+                for kh in range(KH):
+                    h0, h1 = _valid_range(kh * DH - PH, SH, H, Ho)
+                    for kw in range(KW):
+                        row = col[g, ((c * KD + kd) * KH + kh) * KW + kw]
+                        off = kw * DW - PW
+                        lo, hi = _valid_range(off, SW, W, Wo)
+                        n = hi - lo
+                        if d0 > 0 or d1 < Do or h0 > 0 or h1 < Ho or lo > 0 or hi < Wo:
+                            row[:] = 0
+                        for i in range(k):
+                            plane = x[n0 + i, g * cg + c]
+                            for od in range(d0, d1):
                                 idd = od * SD - PD + kd * DD
-                                for oh in range(Ho):
-                                    ih = oh * SH - PH + kh * DH
-                                    dst = row[(od * Ho + oh) * Wo:(od * Ho + oh + 1) * Wo]
-                                    if idd < 0 or idd >= D or ih < 0 or ih >= H:
-                                        for t in range(Wo):
-                                            dst[t] = 0
-                                        continue
-                                    src = plane[idd, ih]
-                                    for t in range(lo):
-                                        dst[t] = 0
+                                for oh in range(h0, h1):
+                                    src = plane[idd, oh * SH - PH + kh * DH]
+                                    o = i * P + (od * Ho + oh) * Wo + lo
+                                    d2 = row[o:o + n]
                                     if SW == 1:
-                                        s2 = src[lo + off:hi + off]
-                                        d2 = dst[lo:hi]
-                                        for t in range(hi - lo):
+                                        s2 = src[off + lo:off + hi]
+                                        for t in range(n):
                                             d2[t] = s2[t]
                                     else:
-                                        for t in range(lo, hi):
-                                            dst[t] = src[t * SW + off]
-                                    for t in range(hi, Wo):
-                                        dst[t] = 0
+                                        for t in range(n):
+                                            d2[t] = src[off + (lo + t) * SW]
 
 
 @_njit
 def col2im_nchw(col, n0, dx, p, group):
-    """dx[n0 + i] = the adjoint of im2col_nchw: each col entry added back to its X position."""
+    """dx[n0 + i] = the adjoint of im2col_nchw (every col entry added back to its X cell)."""
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
-    cg = dx.shape[1] // group
-    for i in range(col.shape[0]):
-        img = dx[n0 + i]
-        img[...] = 0
-        for g in range(group):
-            src_g = col[i, g]
-            for c in range(cg):
-                plane = img[g * cg + c]
-                for kd in range(KD):
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            row = src_g[((c * KD + kd) * KH + kh) * KW + kw]
-                            lo, hi = _valid_range(kw * DW - PW, SW, W, Wo)
-                            off = kw * DW - PW
-                            for od in range(Do):
+    C = dx.shape[1]
+    cg = C // group
+    P = Do * Ho * Wo
+    k = col.shape[2] // P
+    dx[n0:n0 + k] = 0
+    for g in range(group):
+        for c in range(cg):
+            for kd in range(KD):
+                d0, d1 = _valid_range(kd * DD - PD, SD, D, Do)
+                for kh in range(KH):
+                    h0, h1 = _valid_range(kh * DH - PH, SH, H, Ho)
+                    for kw in range(KW):
+                        row = col[g, ((c * KD + kd) * KH + kh) * KW + kw]
+                        off = kw * DW - PW
+                        lo, hi = _valid_range(off, SW, W, Wo)
+                        for i in range(k):
+                            plane = dx[n0 + i, g * cg + c]
+                            for od in range(d0, d1):
                                 idd = od * SD - PD + kd * DD
-                                if idd < 0 or idd >= D:
-                                    continue
-                                for oh in range(Ho):
-                                    ih = oh * SH - PH + kh * DH
-                                    if ih < 0 or ih >= H:
-                                        continue
-                                    dst = plane[idd, ih]
-                                    s = row[(od * Ho + oh) * Wo:(od * Ho + oh + 1) * Wo]
+                                base = i * P + od * Ho * Wo
+                                for oh in range(h0, h1):
+                                    dst = plane[idd, oh * SH - PH + kh * DH]
+                                    o = base + oh * Wo
                                     if SW == 1:
-                                        d2 = dst[lo + off:hi + off]
-                                        s2 = s[lo:hi]
+                                        d2 = dst[off + lo:off + hi]
+                                        s2 = row[o + lo:o + hi]
                                         for t in range(hi - lo):
                                             d2[t] += s2[t]
                                     else:
                                         for t in range(lo, hi):
-                                            dst[t * SW + off] += s[t]
+                                            dst[off + t * SW] += row[o + t]
 
 
 @_njit
 def im2col_nhwc(x, n0, col, p, group):
-    """col[i, (od, oh, ow), g, (kd, kh, kw, c)] = X[n0 + i, tap, g*Cg + c] (0 in padding).
+    """col[i*P + (od, oh, ow), g, (kd, kh, kw, c)] = X[n0 + i, tap, g*Cg + c] (0 in padding).
 
-    x (N, D, H, W, C); col (chunk, Do*Ho*Wo, G, KD*KH*KW*Cg).
+    x (N, D, H, W, C) contiguous; col (k*P, G, KD*KH*KW*Cg).
     """
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
-    cg = x.shape[4] // group
-    for i in range(col.shape[0]):
-        img = x[n0 + i]
+    C = x.shape[4]
+    cg = C // group
+    P = Do * Ho * Wo
+    kg = KD * KH * KW * cg
+    k = col.shape[0] // P
+    xf = x.reshape(-1)
+    cf = col.reshape(-1)
+    for i in range(k):
         for od in range(Do):
             for oh in range(Ho):
                 for ow in range(Wo):
-                    rows = col[i, (od * Ho + oh) * Wo + ow]
+                    r = ((i * P + (od * Ho + oh) * Wo + ow) * group) * kg
                     for kd in range(KD):
                         idd = od * SD - PD + kd * DD
                         for kh in range(KH):
@@ -173,30 +179,40 @@ def im2col_nhwc(x, n0, col, p, group):
                             for kw in range(KW):
                                 iw = ow * SW - PW + kw * DW
                                 tap = ((kd * KH + kh) * KW + kw) * cg
-                                inside = 0 <= idd < D and 0 <= ih < H and 0 <= iw < W
-                                for g in range(group):
-                                    dst = rows[g, tap:tap + cg]
-                                    if inside:
-                                        src = img[idd, ih, iw, g * cg:(g + 1) * cg]
+                                if 0 <= idd < D and 0 <= ih < H and 0 <= iw < W:
+                                    s = (((n0 + i) * D + idd) * H + ih) * W * C + iw * C
+                                    for g in range(group):
+                                        o = r + g * kg + tap
+                                        d2 = cf[o:o + cg]
+                                        s2 = xf[s + g * cg:s + (g + 1) * cg]
                                         for c in range(cg):
-                                            dst[c] = src[c]
-                                    else:
+                                            d2[c] = s2[c]
+                                else:
+                                    for g in range(group):
+                                        o = r + g * kg + tap
+                                        d2 = cf[o:o + cg]
                                         for c in range(cg):
-                                            dst[c] = 0
+                                            d2[c] = 0
 
 
 @_njit
 def col2im_nhwc(col, n0, dx, p, group):
     """dx[n0 + i] = the adjoint of im2col_nhwc."""
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
-    cg = dx.shape[4] // group
-    for i in range(col.shape[0]):
-        img = dx[n0 + i]
-        img[...] = 0
+    C = dx.shape[4]
+    cg = C // group
+    P = Do * Ho * Wo
+    kg = KD * KH * KW * cg
+    k = col.shape[0] // P
+    df = dx.reshape(-1)
+    cf = col.reshape(-1)
+    for t in range(n0 * D * H * W * C, (n0 + k) * D * H * W * C):
+        df[t] = 0
+    for i in range(k):
         for od in range(Do):
             for oh in range(Ho):
                 for ow in range(Wo):
-                    rows = col[i, (od * Ho + oh) * Wo + ow]
+                    r = ((i * P + (od * Ho + oh) * Wo + ow) * group) * kg
                     for kd in range(KD):
                         idd = od * SD - PD + kd * DD
                         if idd < 0 or idd >= D:
@@ -210,11 +226,42 @@ def col2im_nhwc(col, n0, dx, p, group):
                                 if iw < 0 or iw >= W:
                                     continue
                                 tap = ((kd * KH + kh) * KW + kw) * cg
+                                s = (((n0 + i) * D + idd) * H + ih) * W * C + iw * C
                                 for g in range(group):
-                                    src = rows[g, tap:tap + cg]
-                                    dst = img[idd, ih, iw, g * cg:(g + 1) * cg]
+                                    o = r + g * kg + tap
+                                    d2 = df[s + g * cg:s + (g + 1) * cg]
+                                    s2 = cf[o:o + cg]
                                     for c in range(cg):
-                                        dst[c] += src[c]
+                                        d2[c] += s2[c]
+
+
+@_njit
+def gather_images(src, n0, dst):
+    """dst[g, m, i*P + t] = src[n0 + i, g*Mg + m, t]: src (N, M, P), dst (G, Mg, k*P)."""
+    group, mg, kp = dst.shape
+    P = src.shape[2]
+    for g in range(group):
+        for m in range(mg):
+            d = dst[g, m]
+            for i in range(kp // P):
+                s = src[n0 + i, g * mg + m]
+                for t in range(P):
+                    d[i * P + t] = s[t]
+
+
+@_njit
+def scatter_images(z, n0, y, b, has_bias):
+    """y[n0 + i, g*Mg + m, t] = z[g, m, i*P + t] (+ b): z (G, Mg, k*P), y (N, M, P)."""
+    group, mg, kp = z.shape
+    P = y.shape[2]
+    for g in range(group):
+        for m in range(mg):
+            s = z[g, m]
+            bias = b[g * mg + m] if has_bias else 0.0
+            for i in range(kp // P):
+                d = y[n0 + i, g * mg + m]
+                for t in range(P):
+                    d[t] = s[i * P + t] + bias
 
 
 @_njit
@@ -274,11 +321,12 @@ def rowshift_col3(img, col3, h0, group, KW, DW, PH, PW, Wp):
     cg = C // group
     L = col3.shape[2]
     wv = min(W, max(Wp - PW, 0))  # input columns inside the padded row (a negative tail pad crops)
+    xf = img.reshape(-1)
     for g in range(group):
         for kw in range(KW):
             for c in range(cg):
                 row = col3[g, kw * cg + c]
-                plane = img[g * cg + c]
+                plane = (g * cg + c) * H * W
                 r = 0
                 while True:
                     j0 = r * Wp - kw * DW  # j of padded column 0 of local padded row r
@@ -287,22 +335,21 @@ def rowshift_col3(img, col3, h0, group, KW, DW, PH, PW, Wp):
                     ih = h0 + r - PH
                     a = j0 + PW  # first data column
                     e = j0 + PW + wv  # one past the last data column
-                    f = j0 + Wp  # start of the next row
-                    inside = 0 <= ih < H
+                    f = min(j0 + Wp, L)  # start of the next row
                     for j in range(max(j0, 0), min(a, L)):
                         row[j] = 0
-                    if inside:
-                        lo = max(a, 0)
-                        hi = min(e, L)
-                        if hi > lo:
-                            src = plane[ih, lo - a:hi - a]
-                            dst = row[lo:hi]
-                            for t in range(hi - lo):
-                                dst[t] = src[t]
+                    lo = max(a, 0)
+                    hi = min(e, L)
+                    if 0 <= ih < H:
+                        s = plane + ih * W - a
+                        d2 = row[lo:hi]
+                        s2 = xf[s + lo:s + hi]
+                        for j in range(hi - lo):
+                            d2[j] = s2[j]
                     else:
-                        for j in range(max(a, 0), min(e, L)):
+                        for j in range(lo, hi):
                             row[j] = 0
-                    for j in range(max(e, 0), min(f, L)):
+                    for j in range(max(e, 0), f):
                         row[j] = 0
                     r += 1
 
@@ -349,10 +396,14 @@ def sum_partials(parts, out):
 # ============================================================================ plans
 # A plan is a tuple of ints that the kernels (CPU and CUDA) take next to the arrays:
 # (nchw, group, has_bias, strategy, chunk or rows, workers) + the 18 canonical window ints.
-# Scratch shapes come with it; scratch exists on the CPU only (the CUDA kernels need none).
+# Scratch (CPU only; the CUDA kernels need none) is a 4-tuple of per-worker / per-task
+# arrays: (col, aux, parts, extra) whose meaning depends on the pass (see each driver).
 
 FWD_GEMM1X1, FWD_ROWSHIFT, FWD_IM2COL = 0, 1, 2
 PLAN_HEAD = 6
+# Row-shift computes padded-width columns; above this ratio of computed to needed columns
+# (small images: LeNet's 12x12 -> 8x8 conv computes 2.2x) im2col is cheaper.
+ROWSHIFT_MAX_WASTE = 1.2
 
 
 def _canon(plan):
@@ -370,6 +421,11 @@ def _rowshift_ok(geo, canon):
         and canon[6] == 1 and min(canon[15:]) >= 0
 
 
+def _chunk(n, per_image_bytes, threads):
+    """Images per task: within TASK_BYTES, and at least `threads` tasks when there are images enough."""
+    return max(1, min(TASK_BYTES // max(per_image_bytes, 1), -(-n // threads)))
+
+
 def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, rowshift=True):
     """(plan, scratch shapes) of y = conv(x) for ``geo`` (x: (N, C, in_sp) -> y: (N, m_out, out_sp))."""
     canon = geo.canonical()
@@ -377,67 +433,80 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
     nchw = int(geo.order == "NCHW")
     n, c = max(geo.batch, 1), geo.channels  # an empty batch plans like one image (and runs nothing)
     cg, mg = c // group, m_out // group
+    P = Do * Ho * Wo
     threads = cp.num_threads() if cpu else 1
+    head = (nchw, group, int(has_bias))
     if _pointwise(geo):
-        return (nchw, group, int(has_bias), FWD_GEMM1X1, n, 1) + canon, ()
-    if rowshift and _rowshift_ok(geo, canon):
-        Wp = Wo + (KW - 1) * DW
-        halo = (KH - 1) * DH
+        # tasks: image chunks, or row blocks of the (positions, channels) matrix when few images
+        if nchw:
+            chunk = _chunk(n, (c + m_out) * P * itemsize, threads)
+            return head + (FWD_GEMM1X1, chunk, min(threads, -(-n // chunk))) + canon, ()
+        rows = -(-(n * P) // threads)
+        return head + (FWD_GEMM1X1, rows, min(threads, -(-(n * P) // rows))) + canon, ()
+    Wp = Wo + (KW - 1) * DW
+    halo = (KH - 1) * DH
+    if rowshift and _rowshift_ok(geo, canon) and ((Ho + halo - 1) * Wp + Wo) <= ROWSHIFT_MAX_WASTE * P:
         row_bytes = (KW * c + KH * m_out) * Wp * itemsize
         rows = max(1, TASK_BYTES // max(row_bytes, 1) - halo)
         tiles = max(-(-Ho // rows), -(-threads // n) if n < threads else 1)
         rows = -(-Ho // tiles)
         L = (rows + halo - 1) * Wp + Wo
         workers = min(threads, n * tiles)
-        shapes = ((workers, group * KW * cg * L), (workers, group * KH * mg * L), (group * KH * mg * KW * cg,))
-        return (nchw, group, int(has_bias), FWD_ROWSHIFT, rows, workers) + canon, shapes
+        shapes = ((workers, group * KW * cg * L), (workers, group * KH * mg * L), (1,), (group * KH * mg * KW * cg,))
+        return head + (FWD_ROWSHIFT, rows, workers) + canon, shapes
     kg = cg * KD * KH * KW
-    P = Do * Ho * Wo
-    chunk = max(1, min(TASK_BYTES // max(group * kg * P * itemsize, 1), -(-n // threads)))
+    chunk = _chunk(n, group * kg * P * itemsize, threads)
     workers = min(threads, -(-n // chunk))
-    return (nchw, group, int(has_bias), FWD_IM2COL, chunk, workers) + canon, ((workers, chunk * group * kg * P),)
+    z = group * mg * chunk * P if (nchw and chunk > 1) else 1
+    return head + (FWD_IM2COL, chunk, workers) + canon, ((workers, group * kg * chunk * P), (workers, z), (1,), (1,))
 
 
 def filter_grad_plan(geo: cp.Geometry, group, m_out, itemsize, cpu=True):
-    """(plan, scratch shapes) of dW for ``geo``: per-worker col and product buffers, per-task partials."""
-    plan, _ = forward_plan(geo, group, 0, m_out, itemsize, cpu, rowshift=False)
-    canon = _canon(plan)
+    """(plan, scratch shapes) of dW: per-worker col and gathered dY, per-task partial sums."""
+    canon = geo.canonical()
+    nchw = int(geo.order == "NCHW")
     n = max(geo.batch, 1)
     cg, mg = geo.channels // group, m_out // group
     kg = cg * math.prod(canon[6:9])
     P = math.prod(canon[3:6])
     threads = cp.num_threads() if cpu else 1
-    # chunks bounded by the col budget; the partials (one per chunk) are summed in chunk order,
-    # so a result never depends on which thread ran which chunk
-    chunk = max(1, min(TASK_BYTES // max(group * kg * P * itemsize, 1), -(-n // threads)))
-    n_tasks = max(1, -(-n // chunk))
+    # the partials (one per chunk) are summed in chunk order, so a result never depends on
+    # which thread ran which chunk
+    chunk = _chunk(n, group * kg * P * itemsize, threads)
+    n_tasks = -(-n // chunk)
     workers = min(threads, n_tasks)
-    plan = plan[:3] + (plan[3], chunk, workers) + canon
-    col = 1 if plan[3] == FWD_GEMM1X1 else chunk * group * kg * P
-    shapes = ((workers, col), (workers, chunk * group * mg * kg), (n_tasks, group * mg * kg))
-    return plan, shapes
+    strategy = FWD_GEMM1X1 if _pointwise(geo) else FWD_IM2COL
+    col = group * kg * chunk * P if (strategy == FWD_IM2COL or (nchw and chunk > 1)) else 1
+    aux = group * mg * chunk * P if (nchw and chunk > 1) else 1
+    shapes = ((workers, col), (workers, aux), (n_tasks, group * mg * kg), (group * mg * kg,))
+    return (nchw, group, 0, strategy, chunk, workers) + canon, shapes
 
 
 def data_grad_plan(geo: cp.Geometry, group, m_out, itemsize, cpu=True):
     """(plan, flipped plan or None, scratch shapes) of dX for ``geo``.
 
-    With unit strides, NCHW and pads within the dilated kernel, dX is a row-shift convolution
-    of dY with the flipped filter (``flipped``); otherwise col2im(Wᵀ·dY).
+    With unit strides, NCHW, pads within the dilated kernel and a large enough image, dX is
+    a row-shift convolution of dY with the flipped filter (``flipped``); otherwise col2im(Wᵀ·dY).
     """
+    canon = geo.canonical()
     plan, shapes = forward_plan(geo, group, 0, m_out, itemsize, cpu, rowshift=False)
-    canon = _canon(plan)
-    if plan[3] != FWD_GEMM1X1 and geo.order == "NCHW" and all(s == 1 for s in geo.stride):
+    if not _pointwise(geo) and geo.order == "NCHW" and all(s == 1 for s in geo.stride):
         ext = [d * (k - 1) for d, k in zip(geo.dilation, geo.kernel)]
         heads = [e - h for e, h in zip(ext, geo.pad_head)]
         if min(heads) >= 0:
             # tails from the sizes: what the flipped convolution needs to produce in_sp
-            tails = [i - 1 + e - o + 1 - h for i, e, o, h in zip(geo.in_sp, ext, geo.out_sp, heads)]
+            tails = [i + e - o - h for i, e, o, h in zip(geo.in_sp, ext, geo.out_sp, heads)]
             flip = cp.Geometry(geo.rank, geo.order, geo.batch, m_out, geo.out_sp, geo.in_sp, geo.kernel, geo.stride,
                                geo.dilation, heads, tails)
             flipped, fshapes = forward_plan(flip, group, 0, geo.channels, itemsize, cpu)
             if flipped[3] == FWD_ROWSHIFT:
-                mg = m_out // group
-                return plan, flipped, ((geo.channels * mg * math.prod(canon[6:9]),),) + fshapes
+                wf = (geo.channels * (m_out // group) * math.prod(canon[6:9]),)
+                return plan, flipped, (fshapes[0], fshapes[1], wf, fshapes[3])
+    nchw, chunk, workers = plan[0], plan[4], plan[5]
+    P = math.prod(canon[3:6])
+    aux = group * (m_out // group) * chunk * P if (nchw and chunk > 1) else 1
+    if plan[3] == FWD_IM2COL:
+        shapes = (shapes[0], (workers, aux), (1,), (1,))
     return plan, None, shapes
 
 
@@ -453,7 +522,10 @@ def allocate(ctx, shapes, dtype):
 
 def conv_forward(x, w, b, y, plan, scratch):
     """y = conv(x, w) (+ b when plan says so).  x, y: 5-D views (N, C, D, H, W) for NCHW or
-    (N, D, H, W, C) for NHWC; w (M, Cg, KD, KH, KW) / (M, KD, KH, KW, Cg)."""
+    (N, D, H, W, C) for NHWC; w (M, Cg, KD, KH, KW) / (M, KD, KH, KW, Cg).
+
+    scratch: im2col (col, z, -, -); row-shift (col3, z, -, rearranged filter).
+    """
     nchw, group, has_bias, strategy, chunk, workers = plan[:PLAN_HEAD]
     p = _canon(plan)
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
@@ -462,7 +534,7 @@ def conv_forward(x, w, b, y, plan, scratch):
     if n == 0 or y.size == 0:
         return
     if strategy == FWD_GEMM1X1:
-        _forward_1x1(x, w, b, y, nchw, group, has_bias)
+        _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers)
         return
     if strategy == FWD_ROWSHIFT:
         _forward_rowshift(x, w, b, y, group, has_bias, chunk, workers, p, scratch)
@@ -472,49 +544,70 @@ def conv_forward(x, w, b, y, plan, scratch):
     P = Do * Ho * Wo
     if nchw:
         wg = w.reshape(group, mg, kg)
-        y4 = y.reshape(n, group, mg, P)
-        yb = y.reshape(n, m, P)
+        y3 = y.reshape(n, m, P)
     else:
         wg = w.reshape(group, mg, kg).transpose(0, 2, 1)  # (G, Kg, Mg) view
-        y4 = y.reshape(n, P, group, mg).transpose(0, 2, 1, 3)  # (N, G, P, Mg) view
-        yb = y.reshape(n * P, m)
+        y2 = y.reshape(n * P, m)
 
     def task(t, worker):
         n0 = t * chunk
         n1 = min(n, n0 + chunk)
         k = n1 - n0
         if nchw:
-            col = scratch[0][worker, :k * group * kg * P].reshape(k, group, kg, P)
+            col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
             im2col_nchw(x, n0, col, p, group)
-            np.matmul(wg, col, out=y4[n0:n1])
-            if has_bias:
-                add_bias_rows(yb, n0, n1, b)
+            if k == 1:
+                out = y3[n0].reshape(group, mg, P)
+                np.matmul(wg, col, out=out)
+                if has_bias:
+                    add_bias_rows(y3, n0, n1, b)
+            else:
+                z = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
+                np.matmul(wg, col, out=z)
+                scatter_images(z, n0, y3, b, has_bias)
         else:
-            col = scratch[0][worker, :k * P * group * kg].reshape(k, P, group, kg)
+            col = scratch[0][worker, :k * P * group * kg].reshape(k * P, group, kg)
             im2col_nhwc(x, n0, col, p, group)
-            np.matmul(col.transpose(0, 2, 1, 3), wg, out=y4[n0:n1])
+            np.matmul(col.transpose(1, 0, 2), wg, out=y2[n0 * P:n1 * P].reshape(k * P, group, mg).transpose(1, 0, 2))
             if has_bias:
-                add_bias_cols(yb, n0 * P, n1 * P, b)
+                add_bias_cols(y2, n0 * P, n1 * P, b)
 
     cp.run_tasks(task, -(-n // chunk), workers)
 
 
-def _forward_1x1(x, w, b, y, nchw, group, has_bias):
+def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers):
     n = x.shape[0]
     m = w.shape[0]
     cg = w.shape[1] if nchw else w.shape[-1]
     mg = m // group
     if nchw:
         P = x[0, 0].size
-        np.matmul(w.reshape(group, mg, cg), x.reshape(n, group, cg, P), out=y.reshape(n, group, mg, P))
-        if has_bias:
-            add_bias_rows(y.reshape(n, m, P), 0, n, b)
+        x4 = x.reshape(n, group, cg, P)
+        y4 = y.reshape(n, group, mg, P)
+        wg = w.reshape(group, mg, cg)
+
+        def task(t, worker):
+            n0 = t * chunk
+            n1 = min(n, n0 + chunk)
+            np.matmul(wg, x4[n0:n1], out=y4[n0:n1])
+            if has_bias:
+                add_bias_rows(y.reshape(n, m, P), n0, n1, b)
+
+        cp.run_tasks(task, -(-n // chunk), workers)
         return
     R = x.size // (cg * group)
-    np.matmul(x.reshape(R, group, cg).transpose(1, 0, 2), w.reshape(group, mg, cg).transpose(0, 2, 1),
-              out=y.reshape(R, group, mg).transpose(1, 0, 2))
-    if has_bias:
-        add_bias_cols(y.reshape(R, m), 0, R, b)
+    x2 = x.reshape(R, group, cg)
+    y2 = y.reshape(R, group, mg)
+    wt = w.reshape(group, mg, cg).transpose(0, 2, 1)
+
+    def rows(t, worker):
+        r0 = t * chunk
+        r1 = min(R, r0 + chunk)
+        np.matmul(x2[r0:r1].transpose(1, 0, 2), wt, out=y2[r0:r1].transpose(1, 0, 2))
+        if has_bias:
+            add_bias_cols(y.reshape(R, m), r0, r1, b)
+
+    cp.run_tasks(rows, -(-R // chunk), workers)
 
 
 def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
@@ -525,7 +618,7 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
     Wp = Wo + (KW - 1) * DW
     halo = (KH - 1) * DH
     # a[g, kh*Mg + m, kw*Cg + c] = w[g*Mg + m, c, 0, kh, kw]
-    a = scratch[2].reshape(group, KH * mg, KW * cg)
+    a = scratch[3].reshape(group, KH * mg, KW * cg)
     a.reshape(group, KH, mg, KW, cg)[...] = w.reshape(group, mg, cg, KH, KW).transpose(0, 3, 1, 4, 2)
     tiles = -(-Ho // rows)
     x3 = x.reshape(n, c, H, W)
@@ -548,7 +641,7 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
 def conv_backward_filter(x, dy, dw, plan, scratch):
     """dw = Σ over images and output positions of dy ⊗ the input patch (shapes as conv_forward).
 
-    scratch: (per-worker col, per-worker products, per-chunk partial sums).
+    scratch: (per-worker col, per-worker gathered dY, per-chunk partial sums, NHWC total).
     """
     nchw, group, _, strategy, chunk, workers = plan[:PLAN_HEAD]
     p = _canon(plan)
@@ -565,7 +658,7 @@ def conv_backward_filter(x, dy, dw, plan, scratch):
     pointwise = strategy == FWD_GEMM1X1
     if nchw:
         parts = scratch[2][:n_tasks].reshape(n_tasks, group, mg, kg)
-        dy4 = dy.reshape(n, group, mg, P)
+        dy3 = dy.reshape(n, m, P)
     else:
         parts = scratch[2][:n_tasks].reshape(n_tasks, group, kg, mg)
 
@@ -574,32 +667,34 @@ def conv_backward_filter(x, dy, dw, plan, scratch):
         n1 = min(n, n0 + chunk)
         k = n1 - n0
         if nchw:
-            if pointwise:
-                col = x[n0:n1].reshape(k, group, kg, P)
+            if pointwise and k == 1:
+                col = x[n0].reshape(group, kg, P)
+            elif pointwise:
+                col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
+                gather_images(x.reshape(n, group * kg, P), n0, col)
             else:
-                col = scratch[0][worker, :k * group * kg * P].reshape(k, group, kg, P)
+                col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
                 im2col_nchw(x, n0, col, p, group)
             if k == 1:
-                np.matmul(dy4[n0], col[0].transpose(0, 2, 1), out=parts[t])
+                dyg = dy3[n0].reshape(group, mg, P)
             else:
-                prod = scratch[1][worker, :k * group * mg * kg].reshape(k, group, mg, kg)
-                np.matmul(dy4[n0:n1], col.transpose(0, 1, 3, 2), out=prod)
-                sum_partials(prod, parts[t])
+                dyg = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
+                gather_images(dy3, n0, dyg)
+            np.matmul(dyg, col.transpose(0, 2, 1), out=parts[t])
         else:
             if pointwise:
                 col = x[n0:n1].reshape(k * P, group, kg)
             else:
-                colk = scratch[0][worker, :k * P * group * kg].reshape(k, P, group, kg)
-                im2col_nhwc(x, n0, colk, p, group)
-                col = colk.reshape(k * P, group, kg)
-            # the chunk's output positions are contiguous rows in NHWC: one GEMM per group
+                col = scratch[0][worker, :k * P * group * kg].reshape(k * P, group, kg)
+                im2col_nhwc(x, n0, col, p, group)
+            # the chunk's output positions are consecutive rows in NHWC: one GEMM per group
             np.matmul(col.transpose(1, 2, 0), dy[n0:n1].reshape(k * P, group, mg).transpose(1, 0, 2), out=parts[t])
 
     cp.run_tasks(task, n_tasks, workers)
     if nchw:
         sum_partials(parts, dw.reshape(group, mg, kg))
     else:
-        total = scratch[1][0, :group * kg * mg].reshape(group, kg, mg)
+        total = scratch[3][:group * kg * mg].reshape(group, kg, mg)
         sum_partials(parts, total)
         dw.reshape(group, mg, kg)[...] = total.transpose(0, 2, 1)
 
@@ -607,29 +702,31 @@ def conv_backward_filter(x, dy, dw, plan, scratch):
 def conv_backward_data(dy, w, dx, plan, flipped, scratch):
     """dx = the input gradient of y = conv(x, w) for the output gradient dy (shapes as
     conv_forward): a row-shift convolution of dy with the flipped filter when ``flipped`` is a
-    plan, else col2im(wᵀ·dy).  scratch: (col,) or (flipped filter, row-shift scratch...)."""
+    plan, else col2im(wᵀ·dy).  scratch: (col, gathered dY, -, -) or (col3, z, flipped filter,
+    rearranged filter)."""
     nchw, group, _, strategy, chunk, workers = plan[:PLAN_HEAD]
     p = _canon(plan)
-    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
     n = dx.shape[0]
     m = w.shape[0]
     if n == 0 or dx.size == 0:
         return
-    mg = m // group
-    kg = w[0].size
-    P = Do * Ho * Wo
     if m == 0:
         dx[...] = 0
         return
+    mg = m // group
+    kg = w[0].size
     if flipped is not None:
         c = dx.shape[1]
         cg = c // group
+        KD, KH, KW = w.shape[2:5]
         # wf[g*Cg + c, m, kd, kh, kw] = w[g*Mg + m, c, KD-1-kd, KH-1-kh, KW-1-kw]
-        wf = scratch[0].reshape(c, mg, KD, KH, KW)
+        wf = scratch[2].reshape(c, mg, KD, KH, KW)
         wf.reshape(group, cg, mg, KD, KH, KW)[...] = \
             w.reshape(group, mg, cg, KD, KH, KW)[:, :, :, ::-1, ::-1, ::-1].transpose(0, 2, 1, 3, 4, 5)
-        conv_forward(dy, wf, wf.reshape(-1), dx, flipped, scratch[1:])
+        conv_forward(dy, wf, wf.reshape(-1), dx, flipped, scratch)
         return
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    P = Do * Ho * Wo
     if strategy == FWD_GEMM1X1:
         cg = kg
         if nchw:
@@ -642,22 +739,26 @@ def conv_backward_data(dy, w, dx, plan, flipped, scratch):
         return
     if nchw:
         wt = w.reshape(group, mg, kg).transpose(0, 2, 1)  # (G, Kg, Mg) view
-        dy4 = dy.reshape(n, group, mg, P)
+        dy3 = dy.reshape(n, m, P)
     else:
         wg = w.reshape(group, mg, kg)
-        dy4 = dy.reshape(n, P, group, mg).transpose(0, 2, 1, 3)  # (N, G, P, Mg) view
 
     def task(t, worker):
         n0 = t * chunk
         n1 = min(n, n0 + chunk)
         k = n1 - n0
         if nchw:
-            col = scratch[0][worker, :k * group * kg * P].reshape(k, group, kg, P)
-            np.matmul(wt, dy4[n0:n1], out=col)
+            col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
+            if k == 1:
+                dyg = dy3[n0].reshape(group, mg, P)
+            else:
+                dyg = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
+                gather_images(dy3, n0, dyg)
+            np.matmul(wt, dyg, out=col)
             col2im_nchw(col, n0, dx, p, group)
         else:
-            col = scratch[0][worker, :k * P * group * kg].reshape(k, P, group, kg)
-            np.matmul(dy4[n0:n1], wg, out=col.transpose(0, 2, 1, 3))
+            col = scratch[0][worker, :k * P * group * kg].reshape(k * P, group, kg)
+            np.matmul(dy[n0:n1].reshape(k * P, group, mg).transpose(1, 0, 2), wg, out=col.transpose(1, 0, 2))
             col2im_nhwc(col, n0, dx, p, group)
 
     cp.run_tasks(task, -(-n // chunk), workers)

@@ -58,33 +58,220 @@ def _bounds(o, s, pad, k, d, size):
 
 
 @_njit
-def max_pool_nchw(x, y, mask, want_mask, p):
-    """y[q, o] = max of plane q's window o (first max / first NaN wins); mask = its flat index."""
+def _valid(off, stride, size, n_out):
+    """[lo, hi): outputs o with 0 <= o*stride + off < size."""
+    lo = 0
+    if off < 0:
+        lo = (-off + stride - 1) // stride
+    if size - off <= 0:
+        return lo, lo
+    hi = min(n_out, (size - off + stride - 1) // stride)
+    return lo, max(lo, hi)
+
+
+@_njit
+def _row_max(plane, od, oh, out, p):
+    """out[ow] = max (NaN propagating) of every window of output row (od, oh) of one plane."""
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    sd, d0, d1 = _bounds(od, SD, PD, KD, DD, D)
+    sh, h0, h1 = _bounds(oh, SH, PH, KH, DH, H)
+    for t in range(Wo):
+        out[t] = -np.inf
+    for kd in range(d0, d1):
+        for kh in range(h0, h1):
+            row = plane[sd + kd * DD, sh + kh * DH]
+            for kw in range(KW):
+                off = kw * DW - PW
+                lo, hi = _valid(off, SW, W, Wo)
+                if SW == 1:
+                    seg = row[lo + off:hi + off]
+                    acc = out[lo:hi]
+                    for t in range(hi - lo):
+                        v = seg[t]
+                        b = acc[t]
+                        acc[t] = v if (v > b or v != v) else b
+                else:
+                    for t in range(lo, hi):
+                        v = row[t * SW + off]
+                        b = out[t]
+                        out[t] = v if (v > b or v != v) else b
+
+
+@_njit
+def _row_argmax(plane, od, oh, best, where, p):
+    """best[ow], where[ow]: each window's first maximum (first NaN) and its flat spatial index."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    sd, d0, d1 = _bounds(od, SD, PD, KD, DD, D)
+    sh, h0, h1 = _bounds(oh, SH, PH, KH, DH, H)
+    for t in range(Wo):
+        where[t] = -1
+    # taps in row-major (kd, kh, kw) order for every output of the row at once
+    for kd in range(d0, d1):
+        idd = sd + kd * DD
+        for kh in range(h0, h1):
+            ih = sh + kh * DH
+            row = plane[idd, ih]
+            base = (idd * H + ih) * W
+            for kw in range(KW):
+                off = kw * DW - PW
+                lo, hi = _valid(off, SW, W, Wo)
+                for t in range(lo, hi):
+                    v = row[t * SW + off]
+                    b = best[t]
+                    if where[t] < 0 or v > b or (v != v and b == b):
+                        best[t] = v
+                        where[t] = base + t * SW + off
+
+
+@_njit
+def max_pool_nchw(x, y, mask, want_mask, p):
+    """y[q, o] = max of plane q's window o (first max / first NaN wins); mask = its flat index.
+
+    x (Q, D, H, W) planes, y (Q, Do, Ho, Wo), mask (Q*Do*Ho*Wo,) when want_mask.
+    """
+    Do, Ho, Wo = p[3], p[4], p[5]
+    where = np.empty(Wo, np.int64)
     for q in range(x.shape[0]):
         plane = x[q]
-        out = y[q]
         for od in range(Do):
-            sd, d0, d1 = _bounds(od, SD, PD, KD, DD, D)
             for oh in range(Ho):
-                sh, h0, h1 = _bounds(oh, SH, PH, KH, DH, H)
-                for ow in range(Wo):
-                    sw, w0, w1 = _bounds(ow, SW, PW, KW, DW, W)
-                    best = plane[sd + d0 * DD, sh + h0 * DH, sw + w0 * DW]
-                    where = ((sd + d0 * DD) * H + sh + h0 * DH) * W + sw + w0 * DW
-                    for kd in range(d0, d1):
-                        idd = sd + kd * DD
-                        for kh in range(h0, h1):
-                            ih = sh + kh * DH
-                            row = plane[idd, ih]
-                            for kw in range(w0, w1):
-                                v = row[sw + kw * DW]
-                                if v > best or (v != v and best == best):
-                                    best = v
-                                    where = (idd * H + ih) * W + sw + kw * DW
-                    out[od, oh, ow] = best
-                    if want_mask:
-                        mask[(q * Do + od) * Ho * Wo + oh * Wo + ow] = where
+                out = y[q, od, oh]
+                if want_mask:
+                    _row_argmax(plane, od, oh, out, where, p)
+                    base = ((q * Do + od) * Ho + oh) * Wo
+                    for t in range(Wo):
+                        mask[base + t] = where[t]
+                else:
+                    _row_max(plane, od, oh, out, p)
+
+
+@_njit
+def _tiled(p):
+    """Windows tile the image without overlap or padding (kernel = stride, no pads, dilation 1,
+    every window inside): the common 2x2/2 case, which gets branch-light loops."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    return (KD == SD and KH == SH and KW == SW and PD == 0 and PH == 0 and PW == 0 and DD == 1 and DH == 1
+            and DW == 1 and Do * KD <= D and Ho * KH <= H and Wo * KW <= W)
+
+
+@_njit
+def max_pool_tiled_nchw(x, y, p):
+    """max_pool_nchw's values for tiled windows: per output row, a running max over the taps."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    for q in range(x.shape[0]):
+        for od in range(Do):
+            for oh in range(Ho):
+                out = y[q, od, oh]
+                first = True
+                for kd in range(KD):
+                    for kh in range(KH):
+                        row = x[q, od * KD + kd, oh * KH + kh, :Wo * KW].reshape(Wo, KW)
+                        for kw in range(KW):
+                            if first:
+                                for t in range(Wo):
+                                    out[t] = row[t, kw]
+                                first = False
+                            else:
+                                for t in range(Wo):
+                                    v = row[t, kw]
+                                    b = out[t]
+                                    out[t] = v if (v > b or v != v) else b
+
+
+@_njit
+def max_pool_grad_tiled_nchw(x, dy, dx, p):
+    """max_pool_grad_nchw for tiled windows: every dx cell is written once (dy at the window's
+    first maximum, 0 elsewhere), so no zero-fill pass and no scatter."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    best = np.empty(Wo, x.dtype)
+    where = np.empty(Wo, np.int64)
+    for q in range(x.shape[0]):
+        if Do * KD < D or Ho * KH < H or Wo * KW < W:
+            dx[q] = 0  # cells outside every window
+        for od in range(Do):
+            for oh in range(Ho):
+                tap = 0
+                for kd in range(KD):
+                    for kh in range(KH):
+                        row = x[q, od * KD + kd, oh * KH + kh, :Wo * KW].reshape(Wo, KW)
+                        for kw in range(KW):
+                            if tap == 0:
+                                for t in range(Wo):
+                                    best[t] = row[t, 0]
+                                    where[t] = 0
+                            else:
+                                for t in range(Wo):
+                                    v = row[t, kw]
+                                    b = best[t]
+                                    take = v > b or (v != v and b == b)
+                                    best[t] = v if take else b
+                                    where[t] = tap if take else where[t]
+                            tap += 1
+                g = dy[q, od, oh]
+                tap = 0
+                for kd in range(KD):
+                    for kh in range(KH):
+                        grow = dx[q, od * KD + kd, oh * KH + kh, :Wo * KW].reshape(Wo, KW)
+                        for kw in range(KW):
+                            for t in range(Wo):
+                                grow[t, kw] = g[t] if where[t] == tap else 0
+                            tap += 1
+
+
+@_njit
+def max_pool_2x2_nchw(x, y):
+    """Tiled 2x2 windows (stride 2, no pads): x (Q, D, H, W) planes, y (Q, D, Ho, Wo)."""
+    for q in range(x.shape[0]):
+        for d in range(y.shape[1]):
+            for oh in range(y.shape[2]):
+                r0 = x[q, d, 2 * oh]
+                r1 = x[q, d, 2 * oh + 1]
+                out = y[q, d, oh]
+                for t in range(out.shape[0]):
+                    m = r0[2 * t]
+                    v = r0[2 * t + 1]
+                    m = v if ((v > m) | ((v != v) & (m == m))) else m
+                    v = r1[2 * t]
+                    m = v if ((v > m) | ((v != v) & (m == m))) else m
+                    v = r1[2 * t + 1]
+                    m = v if ((v > m) | ((v != v) & (m == m))) else m
+                    out[t] = m
+
+
+@_njit
+def max_pool_grad_2x2_nchw(x, dy, dx, zero):
+    """Gradient of max_pool_2x2_nchw: each dx cell written once (dy at the first maximum of its
+    window in row-major order, the first NaN if any, else 0); zero: a 0 of dx's dtype."""
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    for q in range(x.shape[0]):
+        if 2 * Ho < x.shape[2] or 2 * Wo < x.shape[3]:
+            dx[q] = 0  # cells outside every window
+        for d in range(dy.shape[1]):
+            for oh in range(Ho):
+                r0 = x[q, d, 2 * oh]
+                r1 = x[q, d, 2 * oh + 1]
+                g0 = dx[q, d, 2 * oh]
+                g1 = dx[q, d, 2 * oh + 1]
+                g = dy[q, d, oh]
+                for t in range(Wo):
+                    a = r0[2 * t]
+                    b = r0[2 * t + 1]
+                    c = r1[2 * t]
+                    e = r1[2 * t + 1]
+                    m = a
+                    m = b if ((b > m) | ((b != b) & (m == m))) else m
+                    m = c if ((c > m) | ((c != c) & (m == m))) else m
+                    m = e if ((e > m) | ((e != e) & (m == m))) else m
+                    nan = m != m
+                    t0 = (a == m) | (nan & (a != a))
+                    t1 = ((b == m) | (nan & (b != b))) & ~t0
+                    t2 = ((c == m) | (nan & (c != c))) & ~(t0 | t1)
+                    t3 = ~(t0 | t1 | t2)
+                    v = g[t]
+                    g0[2 * t] = v if t0 else zero
+                    g0[2 * t + 1] = v if t1 else zero
+                    g1[2 * t] = v if t2 else zero
+                    g1[2 * t + 1] = v if t3 else zero
 
 
 @_njit
@@ -130,27 +317,53 @@ def max_pool_nhwc(x, y, mask, want_mask, p):
 
 
 @_njit
+def _counts(o, s, pad, k, d, size):
+    sd, t0, t1 = _bounds(o, s, pad, k, d, size)
+    return t1 - t0
+
+
+@_njit
+def _width_counts(p, include_pad):
+    """Per output column: how many kernel columns fall in the image (1.0 everywhere with
+    include_pad, whose divisor is the kernel volume instead)."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    counts = np.empty(Wo, np.float64)
+    for t in range(Wo):
+        counts[t] = 1.0 if include_pad else _counts(t, SW, PW, KW, DW, W)
+    return counts
+
+
+@_njit
 def avg_pool_nchw(x, y, include_pad, p):
     """y[q, o] = mean of plane q's window o over image cells (or / kernel volume)."""
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
-    full = KD * KH * KW
+    wcount = _width_counts(p, include_pad)
+    acc = np.empty(Wo, np.float64)
     for q in range(x.shape[0]):
         plane = x[q]
-        out = y[q]
         for od in range(Do):
             sd, d0, d1 = _bounds(od, SD, PD, KD, DD, D)
             for oh in range(Ho):
                 sh, h0, h1 = _bounds(oh, SH, PH, KH, DH, H)
-                for ow in range(Wo):
-                    sw, w0, w1 = _bounds(ow, SW, PW, KW, DW, W)
-                    acc = 0.0
-                    for kd in range(d0, d1):
-                        for kh in range(h0, h1):
-                            row = plane[sd + kd * DD, sh + kh * DH]
-                            for kw in range(w0, w1):
-                                acc += row[sw + kw * DW]
-                    count = full if include_pad else (d1 - d0) * (h1 - h0) * (w1 - w0)
-                    out[od, oh, ow] = acc / count
+                acc[:] = 0.0
+                for kd in range(d0, d1):
+                    for kh in range(h0, h1):
+                        row = plane[sd + kd * DD, sh + kh * DH]
+                        for kw in range(KW):
+                            off = kw * DW - PW
+                            lo, hi = _valid(off, SW, W, Wo)
+                            if SW == 1:
+                                seg = row[lo + off:hi + off]
+                                a = acc[lo:hi]
+                                for t in range(hi - lo):
+                                    a[t] += seg[t]
+                            else:
+                                for t in range(lo, hi):
+                                    acc[t] += row[t * SW + off]
+                scale = KD * KH * KW if include_pad else (d1 - d0) * (h1 - h0)
+                out = y[q, od, oh]
+                for t in range(Wo):
+                    out[t] = acc[t] / (scale * wcount[t])
 
 
 @_njit
@@ -183,32 +396,19 @@ def avg_pool_nhwc(x, y, include_pad, p):
 @_njit
 def max_pool_grad_nchw(x, dy, dx, p):
     """dx[argmax of window o] += dy[o] per plane (argmax as max_pool_nchw)."""
-    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    Do, Ho, Wo = p[3], p[4], p[5]
+    best = np.empty(Wo, x.dtype)
+    where = np.empty(Wo, np.int64)
     dx[...] = 0
     for q in range(x.shape[0]):
         plane = x[q]
-        gplane = dx[q]
+        gflat = dx[q].reshape(-1)
         for od in range(Do):
-            sd, d0, d1 = _bounds(od, SD, PD, KD, DD, D)
             for oh in range(Ho):
-                sh, h0, h1 = _bounds(oh, SH, PH, KH, DH, H)
-                for ow in range(Wo):
-                    sw, w0, w1 = _bounds(ow, SW, PW, KW, DW, W)
-                    bd = sd + d0 * DD
-                    bh = sh + h0 * DH
-                    bw = sw + w0 * DW
-                    best = plane[bd, bh, bw]
-                    for kd in range(d0, d1):
-                        idd = sd + kd * DD
-                        for kh in range(h0, h1):
-                            ih = sh + kh * DH
-                            row = plane[idd, ih]
-                            for kw in range(w0, w1):
-                                v = row[sw + kw * DW]
-                                if v > best or (v != v and best == best):
-                                    best = v
-                                    bd, bh, bw = idd, ih, sw + kw * DW
-                    gplane[bd, bh, bw] += dy[q, od, oh, ow]
+                _row_argmax(plane, od, oh, best, where, p)
+                g = dy[q, od, oh]
+                for t in range(Wo):
+                    gflat[where[t]] += g[t]
 
 
 @_njit
@@ -257,7 +457,8 @@ def max_pool_grad_nhwc(x, dy, dx, p):
 def avg_pool_grad_nchw(dy, dx, include_pad, p):
     """dx[window o] += dy[o] / count(o), per plane."""
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
-    full = KD * KH * KW
+    wcount = _width_counts(p, include_pad)
+    g = np.empty(Wo, np.float64)
     dx[...] = 0
     for q in range(dx.shape[0]):
         gplane = dx[q]
@@ -265,15 +466,24 @@ def avg_pool_grad_nchw(dy, dx, include_pad, p):
             sd, d0, d1 = _bounds(od, SD, PD, KD, DD, D)
             for oh in range(Ho):
                 sh, h0, h1 = _bounds(oh, SH, PH, KH, DH, H)
-                for ow in range(Wo):
-                    sw, w0, w1 = _bounds(ow, SW, PW, KW, DW, W)
-                    count = full if include_pad else (d1 - d0) * (h1 - h0) * (w1 - w0)
-                    g = dy[q, od, oh, ow] / count
-                    for kd in range(d0, d1):
-                        for kh in range(h0, h1):
-                            row = gplane[sd + kd * DD, sh + kh * DH]
-                            for kw in range(w0, w1):
-                                row[sw + kw * DW] += g
+                scale = KD * KH * KW if include_pad else (d1 - d0) * (h1 - h0)
+                src = dy[q, od, oh]
+                for t in range(Wo):
+                    g[t] = src[t] / (scale * wcount[t])
+                for kd in range(d0, d1):
+                    for kh in range(h0, h1):
+                        row = gplane[sd + kd * DD, sh + kh * DH]
+                        for kw in range(KW):
+                            off = kw * DW - PW
+                            lo, hi = _valid(off, SW, W, Wo)
+                            if SW == 1:
+                                seg = row[lo + off:hi + off]
+                                a = g[lo:hi]
+                                for t in range(hi - lo):
+                                    seg[t] += a[t]
+                            else:
+                                for t in range(lo, hi):
+                                    row[t * SW + off] += g[t]
 
 
 @_njit
@@ -336,47 +546,82 @@ def _planes(a, nchw):
     return a.reshape((-1,) + tuple(a.shape[2:])) if nchw else a
 
 
+# below this many input elements a pooling op runs on the calling thread only
+PARALLEL_MIN = 1 << 15
+
+
+def _split(n, size, fn):
+    """fn(lo, hi) over [0, n) in chunks on the conv task pool (one chunk when small)."""
+    tasks = 1 if size < PARALLEL_MIN or n < 2 else min(n, 4 * cp.num_threads())
+    chunk = -(-n // tasks)
+    cp.run_tasks(lambda t, _worker: fn(t * chunk, min(n, (t + 1) * chunk)), -(-n // chunk), tasks)
+
+
 def max_pool_cpu(x, y, mask, plan):
+    """MaxPool / MaxPoolWithIndex: x, y 5-D views; mask (Y.size,) int32 when plan[2]."""
     nchw, _, want_mask = plan[:3]
     p = plan[3:]
+    per = p[3] * p[4] * p[5]
     if nchw:
-        max_pool_nchw(_planes(x, 1), _planes(y, 1), mask, want_mask, p)
+        xs, ys = _planes(x, 1), _planes(y, 1)
+        if not want_mask and _tiled(p):
+            if p[7] == 2 and p[8] == 2 and p[6] == 1:
+                _split(xs.shape[0], x.size, lambda a, b: max_pool_2x2_nchw(xs[a:b], ys[a:b]))
+            else:
+                _split(xs.shape[0], x.size, lambda a, b: max_pool_tiled_nchw(xs[a:b], ys[a:b], p))
+            return
+        _split(xs.shape[0], x.size,
+               lambda a, b: max_pool_nchw(xs[a:b], ys[a:b], mask[a * per:b * per] if want_mask else mask, want_mask, p))
     else:
-        max_pool_nhwc(x, y, mask, want_mask, p)
+        c = x.shape[4]
+        _split(x.shape[0], x.size, lambda a, b: max_pool_nhwc(
+            x[a:b], y[a:b], mask[a * per * c:b * per * c] if want_mask else mask, want_mask, p))
 
 
 def avg_pool_cpu(x, y, plan):
     nchw, include_pad = plan[:2]
     p = plan[3:]
     if nchw:
-        avg_pool_nchw(_planes(x, 1), _planes(y, 1), include_pad, p)
+        xs, ys = _planes(x, 1), _planes(y, 1)
+        _split(xs.shape[0], x.size, lambda a, b: avg_pool_nchw(xs[a:b], ys[a:b], include_pad, p))
     else:
-        avg_pool_nhwc(x, y, include_pad, p)
+        _split(x.shape[0], x.size, lambda a, b: avg_pool_nhwc(x[a:b], y[a:b], include_pad, p))
 
 
 def max_pool_grad_cpu(x, y, dy, dx, plan, scratch):
     """MaxPoolGradient (y is not read: the argmax is recomputed from x with the forward's rule)."""
     p = plan[3:]
     if plan[0]:
-        max_pool_grad_nchw(_planes(x, 1), _planes(dy, 1), _planes(dx, 1), p)
+        xs, gs, ds = _planes(x, 1), _planes(dy, 1), _planes(dx, 1)
+        if _tiled(p) and p[7] == 2 and p[8] == 2 and p[6] == 1:
+            zero = np.zeros(1, dx.dtype)[0]
+            _split(xs.shape[0], x.size, lambda a, b: max_pool_grad_2x2_nchw(xs[a:b], gs[a:b], ds[a:b], zero))
+            return
+        kernel = max_pool_grad_tiled_nchw if _tiled(p) else max_pool_grad_nchw
+        _split(xs.shape[0], x.size, lambda a, b: kernel(xs[a:b], gs[a:b], ds[a:b], p))
     else:
-        max_pool_grad_nhwc(x, dy, dx, p)
+        _split(x.shape[0], x.size, lambda a, b: max_pool_grad_nhwc(x[a:b], dy[a:b], dx[a:b], p))
 
 
 def avg_pool_grad_cpu(x, y, dy, dx, plan, scratch):
     p = plan[3:]
     if plan[0]:
-        avg_pool_grad_nchw(_planes(dy, 1), _planes(dx, 1), plan[1], p)
+        gs, ds = _planes(dy, 1), _planes(dx, 1)
+        _split(gs.shape[0], dx.size, lambda a, b: avg_pool_grad_nchw(gs[a:b], ds[a:b], plan[1], p))
     else:
-        avg_pool_grad_nhwc(dy, dx, plan[1], p)
+        _split(dy.shape[0], dx.size, lambda a, b: avg_pool_grad_nhwc(dy[a:b], dx[a:b], plan[1], p))
 
 
 def index_grad_cpu(x, dy, mask, dx, plan):
     p = plan[3:]
+    per = p[3] * p[4] * p[5]
     if plan[0]:
-        index_grad_nchw(_planes(dy, 1), mask, _planes(dx, 1), p)
+        gs, ds = _planes(dy, 1), _planes(dx, 1)
+        _split(gs.shape[0], dx.size, lambda a, b: index_grad_nchw(gs[a:b], mask[a * per:b * per], ds[a:b], p))
     else:
-        index_grad_nhwc(dy, mask, dx, p)
+        c = dx.shape[4]
+        _split(dy.shape[0], dx.size,
+               lambda a, b: index_grad_nhwc(dy[a:b], mask[a * per * c:b * per * c], dx[a:b], p))
 
 
 # ============================================================================ NumPy references

@@ -198,6 +198,35 @@ class TestGradients:
         assert ops[0].type == "MaxPoolWithIndexGradient" and list(ops[0].input) == ["x", "y_grad", "idx"]
 
 
+class TestLargeInputs:
+    @pytest.mark.parametrize("order", ["NCHW", "NHWC"])
+    def test_split_across_threads(self, order):
+        # >= pooling.PARALLEL_MIN elements: the work is split into chunks of planes / images
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((4, 5, 40, 41)).astype(F32)
+        t = (lambda a: a) if order == "NCHW" else nhwc
+        back = (lambda a: a) if order == "NCHW" else nchw
+        tx = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+        ty, t_index = F.max_pool2d(tx, 3, 2, 1, return_indices=True)
+        dy = rng.standard_normal(tuple(ty.shape)).astype(F32)
+        (gx,) = torch.autograd.grad(ty, tx, torch.from_numpy(dy.astype(np.float64)))
+        args = {"kernel": 3, "stride": 2, "pad": 1, "order": order}
+        y, index = run("MaxPoolWithIndex", [t(x)], 2, **args)
+        assert_close(back(y), ty.detach().numpy(), rtol=0, atol=0)
+        if order == "NCHW":
+            np.testing.assert_array_equal(index, t_index.numpy().reshape(-1))
+        (dx,) = run("MaxPoolGradient", [t(x), y, t(dy)], **args)
+        assert_close(back(dx), gx.numpy(), rtol=1e-5, atol=1e-5)
+        (dx,) = run("MaxPoolWithIndexGradient", [t(x), t(dy), index], **args)
+        assert_close(back(dx), gx.numpy(), rtol=1e-5, atol=1e-5)
+        ta = F.avg_pool2d(tx, 3, 2, 1, count_include_pad=False)
+        (ga,) = torch.autograd.grad(ta, tx, torch.from_numpy(dy.astype(np.float64)))
+        (ya,) = run("AveragePool", [t(x)], **args)
+        assert_close(back(ya), ta.detach().numpy(), rtol=1e-5, atol=1e-6)
+        (dxa,) = run("AveragePoolGradient", [t(x), ya, t(dy)], **args)
+        assert_close(back(dxa), ga.numpy(), rtol=1e-5, atol=1e-6)
+
+
 class TestErrors:
     def test_window_of_padding_only(self):
         x = np.zeros((1, 1, 4, 4), F32)
