@@ -8,11 +8,12 @@ Forward target (issue #4): Conv 3x3, 64->64, 56x56, batch 8, pad 1, NCHW float32
 ONNX Runtime's GFLOP/s.  Backward: ConvGradient and pooling gradients against PyTorch's
 autograd kernels for the same shapes, plus the LeNet (MNIST, batch 64) layers.
 
-Method: every framework runs in blocks of repeats, frameworks alternate block by block for
-``--rounds`` rounds with a short pause between blocks (ONNX Runtime's and OpenBLAS's
-threads spin after a call and would otherwise steal the next framework's cores), and each
-row reports the median and the best sample over all its blocks, plus the background CPU
-load.  The first call of each nbcaffe op (numba compile or cache load, plan, buffers) is
+Method: every framework runs in blocks (at least ``--reps`` calls and 0.25 s; the first
+quarter of a block is dropped as warm-up), frameworks alternate block by block for
+``--rounds`` rounds with a short pause between blocks (ONNX Runtime's, OpenMP's and
+OpenBLAS's threads spin after a call and would otherwise steal the next framework's cores),
+and each row reports the median and the best sample over all its blocks, plus the
+background CPU load.  The first call of each nbcaffe op (numba compile or cache load, plan, buffers) is
 timed apart ("first call").  GFLOP/s counts 2 x multiply-adds of the direct convolution.
 """
 
@@ -212,19 +213,94 @@ def backward_cases():
     return cases
 
 
-def measure(cases, rounds, reps, pause):
+def lenet_cases():
+    """A LeNet (MNIST tutorial) training step at batch 64: nbcaffe net vs PyTorch eager, and the
+    in-net time of each conv/pool op (other ops share the cores: see docs/design.md)."""
+    torch = torch_mod()
+    from nbcaffe import model_helper, optimizer
+    from nbcaffe.models.lenet import lenet
+
+    rng = np.random.default_rng(2)
+    batch = 64
+    x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+    labels = rng.integers(0, 10, batch).astype(np.int32)
+    workspace.FeedBlob("lenet_data", x)
+    workspace.FeedBlob("lenet_label", labels)
+    model = model_helper.ModelHelper(name="bench_lenet")
+    softmax = lenet(model, "lenet_data")
+    xent = model.net.LabelCrossEntropy([softmax, "lenet_label"], "lenet_xent")
+    loss = model.net.AveragedLoss(xent, "lenet_loss")
+    model.AddGradientOperators([loss])
+    optimizer.build_sgd(model, base_learning_rate=0.01, momentum=0.9)
+    workspace.RunNetOnce(model.param_init_net)
+    workspace.CreateNet(model.net)
+    t0 = time.perf_counter()
+    workspace.RunNet(model.net.Name())
+    first = time.perf_counter() - t0
+    runners = {"nbcaffe": lambda: workspace.RunNet(model.net.Name())}
+    if torch is not None:
+        nn = torch.nn
+
+        class LeNet(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.c1, self.c2 = nn.Conv2d(1, 20, 5), nn.Conv2d(20, 50, 5)
+                self.f3, self.f4 = nn.Linear(800, 500), nn.Linear(500, 10)
+
+            def forward(self, v):
+                v = torch.max_pool2d(self.c2(torch.max_pool2d(self.c1(v), 2, 2)), 2, 2)
+                return self.f4(torch.relu(self.f3(v.flatten(1))))
+
+        net = LeNet()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
+
+        def step():
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(tx), ty).backward()
+            opt.step()
+
+        runners["torch eager"] = step
+    return [Case("LeNet train step b64", 0.0, runners, first)], model
+
+
+def lenet_breakdown(model, repeats=30):
+    """Median in-net time per conv/pool op of the LeNet step (ops run in net order)."""
+    instance = workspace.current().nets[model.net.Name()]
+    times = {}
+    for _ in range(repeats):
+        for op in instance.ops:
+            t0 = time.perf_counter()
+            op.run()
+            times.setdefault((op.index, op.type), []).append(time.perf_counter() - t0)
+    total = sum(statistics.median(v) for v in times.values())
+    print(f"# in-net medians (sum over all {len(times)} ops {total * 1e3:.2f} ms):")
+    for (index, op_type), samples in times.items():
+        if "Conv" in op_type or "Pool" in op_type:
+            print(f"#   op {index:2d} {op_type:18s} {statistics.median(samples) * 1e3:7.2f} ms")
+
+
+def measure(cases, rounds, reps, pause, block_seconds=0.25):
+    """Blocks of at least ``reps`` calls and ``block_seconds``; the first quarter of each block
+    (clock ramp-up after the pause, wake-up of thread pools) is discarded."""
+    counts = {}
     for case in cases:
-        for run in case.runners.values():
-            run()  # warm
+        for key, run in case.runners.items():
+            run()  # warm (and compile)
+            t0 = time.perf_counter()
+            run()
+            counts[(case.name, key)] = max(reps, int(block_seconds / max(time.perf_counter() - t0, 1e-6)))
     for _ in range(rounds):
         for case in cases:
             for key, run in case.runners.items():
                 time.sleep(pause)
-                run()
-                for _ in range(reps):
+                n = counts[(case.name, key)]
+                block = []
+                for _ in range(n + n // 3):
                     t0 = time.perf_counter()
                     run()
-                    case.samples[key].append(time.perf_counter() - t0)
+                    block.append(time.perf_counter() - t0)
+                case.samples[key].extend(block[n // 3:])
 
 
 def report(cases, ref="ORT"):
@@ -243,7 +319,7 @@ def report(cases, ref="ORT"):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["fwd", "bwd", "all"], default="all")
+    parser.add_argument("--only", choices=["fwd", "bwd", "lenet", "all"], default="all")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--pause", type=float, default=0.3, help="seconds between blocks (lets spinning threads sleep)")
@@ -267,6 +343,14 @@ def main(argv=None):
         print("\n## backward and LeNet layers (ratio = torch median / framework median)")
         report(cases, "torch")
         print(f"# background load during the backward rows: {meter.background:.2f}")
+    if args.only in ("lenet", "all"):
+        cases, model = lenet_cases()
+        with LoadMeter() as meter:
+            measure(cases, args.rounds, args.reps, args.pause)
+        print("\n## LeNet training step, batch 64 (momentum SGD; ratio = torch median / nbcaffe median)")
+        report(cases, "torch eager")
+        lenet_breakdown(model)
+        print(f"# background load during the LeNet rows: {meter.background:.2f}")
 
 
 if __name__ == "__main__":

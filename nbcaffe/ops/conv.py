@@ -312,57 +312,48 @@ def bias_grad_cols(dy, db):
 
 
 @_njit
-def rowshift_col3(img, col3, h0, group, KW, DW, PH, PW, Wp):
-    """col3[g, kw*Cg + c, j] = Xpad[g*Cg + c, h0*Wp + j + kw*DW] for j < col3.shape[2].
+def rowshift_col3(img, col3, h0, group, KH, DH, PH, PW, Wp):
+    """col3[g, kh*Cg + c, t*Wp + wp] = Xpad[g*Cg + c, h0 + kh*DH + t, wp] for t < col3.shape[2] // Wp.
 
-    img (C, H, W) one image; Xpad is img zero-padded by PH rows on top and PW columns on the
-    left, and on the right up to the padded row length Wp (or cropped to it), flattened.
+    img (C, H, W) one image; Xpad is img zero-padded by PH rows on top, PW columns on the left
+    and on the right up to the padded row length Wp (or cropped to it).  Each (kh, c) row of
+    col3 is T consecutive padded image rows: the kernel-row shifts are materialised, the
+    kernel-column shifts are shifts of the GEMM result.
     """
     C, H, W = img.shape
     cg = C // group
-    L = col3.shape[2]
+    T = col3.shape[2] // Wp
     wv = min(W, max(Wp - PW, 0))  # input columns inside the padded row (a negative tail pad crops)
-    xf = img.reshape(-1)
     for g in range(group):
-        for kw in range(KW):
+        for kh in range(KH):
             for c in range(cg):
-                row = col3[g, kw * cg + c]
-                plane = (g * cg + c) * H * W
-                r = 0
-                while True:
-                    j0 = r * Wp - kw * DW  # j of padded column 0 of local padded row r
-                    if j0 >= L:
-                        break
-                    ih = h0 + r - PH
-                    a = j0 + PW  # first data column
-                    e = j0 + PW + wv  # one past the last data column
-                    f = min(j0 + Wp, L)  # start of the next row
-                    for j in range(max(j0, 0), min(a, L)):
-                        row[j] = 0
-                    lo = max(a, 0)
-                    hi = min(e, L)
+                row = col3[g, kh * cg + c]
+                plane = img[g * cg + c]
+                for t in range(T):
+                    ih = h0 + kh * DH + t - PH
+                    dst = row[t * Wp:(t + 1) * Wp]
                     if 0 <= ih < H:
-                        s = plane + ih * W - a
-                        d2 = row[lo:hi]
-                        s2 = xf[s + lo:s + hi]
-                        for j in range(hi - lo):
+                        for j in range(PW):
+                            dst[j] = 0
+                        d2 = dst[PW:PW + wv]
+                        s2 = plane[ih, :wv]
+                        for j in range(wv):
                             d2[j] = s2[j]
+                        for j in range(PW + wv, Wp):
+                            dst[j] = 0
                     else:
-                        for j in range(lo, hi):
-                            row[j] = 0
-                    for j in range(max(e, 0), f):
-                        row[j] = 0
-                    r += 1
+                        for j in range(Wp):
+                            dst[j] = 0
 
 
 @_njit
-def rowshift_sum(z, y, h0, h1, b, has_bias, KH, DH, Wp):
-    """y[g*Mg + m, h, :] = b + sum_kh z[g, kh*Mg + m, (h - h0 + kh*DH)*Wp + w] for h in [h0, h1).
+def rowshift_sum(z, y, h0, h1, b, has_bias, KW, DW, Wp):
+    """y[g*Mg + m, h, w] = b + sum_kw z[g, kw*Mg + m, (h - h0)*Wp + w + kw*DW] for h in [h0, h1).
 
-    z (G, KH*Mg, L); y (M, Ho, Wo) one image.
+    z (G, KW*Mg, T*Wp); y (M, Ho, Wo) one image.
     """
     group = z.shape[0]
-    mg = z.shape[1] // KH
+    mg = z.shape[1] // KW
     Wo = y.shape[2]
     for g in range(group):
         for m in range(mg):
@@ -374,9 +365,9 @@ def rowshift_sum(z, y, h0, h1, b, has_bias, KH, DH, Wp):
                 s0 = z[g, m, base:base + Wo]
                 for t in range(Wo):
                     dst[t] = s0[t] + bias
-                for kh in range(1, KH):
-                    off = base + kh * DH * Wp
-                    s = z[g, kh * mg + m, off:off + Wo]
+                for kw in range(1, KW):
+                    off = base + kw * DW
+                    s = z[g, kw * mg + m, off:off + Wo]
                     for t in range(Wo):
                         dst[t] += s[t]
 
@@ -403,8 +394,10 @@ def sum_partials(parts, out):
 FWD_GEMM1X1, FWD_ROWSHIFT, FWD_IM2COL = 0, 1, 2
 PLAN_HEAD = 6
 # Row-shift computes padded-width columns; above this ratio of computed to needed columns
-# (small images: LeNet's 12x12 -> 8x8 conv computes 2.2x) im2col is cheaper.
+# (small images: LeNet's 12x12 -> 8x8 conv computes 1.5x) im2col is cheaper, and below this
+# GEMM depth (KH x input channels per group; LeNet's conv1 has 5) the GEMMs are too thin.
 ROWSHIFT_MAX_WASTE = 1.2
+ROWSHIFT_MIN_DEPTH = 32
 
 
 def _canon(plan):
@@ -445,15 +438,16 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
         rows = -(-(n * P) // threads)
         return head + (FWD_GEMM1X1, rows, min(threads, -(-(n * P) // rows))) + canon, ()
     Wp = Wo + (KW - 1) * DW
-    halo = (KH - 1) * DH
-    if rowshift and _rowshift_ok(geo, canon) and ((Ho + halo - 1) * Wp + Wo) <= ROWSHIFT_MAX_WASTE * P:
-        row_bytes = (KW * c + KH * m_out) * Wp * itemsize
-        rows = max(1, TASK_BYTES // max(row_bytes, 1) - halo)
-        tiles = max(-(-Ho // rows), -(-threads // n) if n < threads else 1)
+    if rowshift and _rowshift_ok(geo, canon) and Wp <= ROWSHIFT_MAX_WASTE * Wo and KH * cg >= ROWSHIFT_MIN_DEPTH:
+        row_bytes = (KH * c + KW * m_out) * Wp * itemsize
+        rows = max(1, TASK_BYTES // max(row_bytes, 1))
+        # row blocks only for the memory budget: splitting one image between threads cost
+        # more (two 1-thread GEMMs) than one 2-thread GEMM (b1 3x3/64ch: 1.3 vs 2.1 ms)
+        tiles = -(-Ho // rows)
         rows = -(-Ho // tiles)
-        L = (rows + halo - 1) * Wp + Wo
+        L = rows * Wp
         workers = min(threads, n * tiles)
-        shapes = ((workers, group * KW * cg * L), (workers, group * KH * mg * L), (1,), (group * KH * mg * KW * cg,))
+        shapes = ((workers, group * KH * cg * L), (workers, group * KW * mg * L), (1,), (group * KW * mg * KH * cg,))
         return head + (FWD_ROWSHIFT, rows, workers) + canon, shapes
     kg = cg * KD * KH * KW
     chunk = _chunk(n, group * kg * P * itemsize, threads)
@@ -617,10 +611,9 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
     m = w.shape[0]
     cg, mg = c // group, m // group
     Wp = Wo + (KW - 1) * DW
-    halo = (KH - 1) * DH
-    # a[g, kh*Mg + m, kw*Cg + c] = w[g*Mg + m, c, 0, kh, kw]
-    a = scratch[3].reshape(group, KH * mg, KW * cg)
-    a.reshape(group, KH, mg, KW, cg)[...] = w.reshape(group, mg, cg, KH, KW).transpose(0, 3, 1, 4, 2)
+    # a[g, kw*Mg + m, kh*Cg + c] = w[g*Mg + m, c, 0, kh, kw]
+    a = scratch[3].reshape(group, KW * mg, KH * cg)
+    a.reshape(group, KW, mg, KH, cg)[...] = w.reshape(group, mg, cg, KH, KW).transpose(0, 4, 1, 3, 2)
     tiles = -(-Ho // rows)
     x3 = x.reshape(n, c, H, W)
     y3 = y.reshape(n, m, Ho, Wo)
@@ -629,12 +622,12 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
         img, tile = divmod(t, tiles)
         h0 = tile * rows
         h1 = min(Ho, h0 + rows)
-        L = (h1 - h0 + halo - 1) * Wp + Wo
-        col3 = scratch[0][worker, :group * KW * cg * L].reshape(group, KW * cg, L)
-        z = scratch[1][worker, :group * KH * mg * L].reshape(group, KH * mg, L)
-        rowshift_col3(x3[img], col3, h0, group, KW, DW, PH, PW, Wp)
+        L = (h1 - h0) * Wp
+        col3 = scratch[0][worker, :group * KH * cg * L].reshape(group, KH * cg, L)
+        z = scratch[1][worker, :group * KW * mg * L].reshape(group, KW * mg, L)
+        rowshift_col3(x3[img], col3, h0, group, KH, DH, PH, PW, Wp)
         np.matmul(a, col3, out=z)
-        rowshift_sum(z, y3[img], h0, h1, b, has_bias, KH, DH, Wp)
+        rowshift_sum(z, y3[img], h0, h1, b, has_bias, KW, DW, Wp)
 
     cp.run_tasks(task, n * tiles, workers)
 

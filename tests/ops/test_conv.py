@@ -139,6 +139,17 @@ class TestGeometry:
         assert not y[0, 0, 0].any() and not y[0, 0, 5:].any() and not y[0, 0, :, :2].any()
 
 
+def _conv_args(args):
+    from nbcaffe.schema import ArgValues
+
+    values = ArgValues()
+    values.given = set(args)
+    for name, spec in _conv_pool.window_args("conv").items():
+        values[name] = spec.default
+    values.update(args)
+    return values
+
+
 def _window(**args):
     from nbcaffe.schema import ArgValues
 
@@ -217,6 +228,46 @@ class TestConv:
             expected = direct_conv(x, w, b, (stride, stride), (pad,) * 4, (1, 1), 1)
             (y,) = run("Conv", [x, w, b], kernel=k, pad=pad, stride=stride)
             assert_close(y, expected, rtol=1e-4, atol=1e-4)
+
+    @pytest.mark.parametrize("x_shape,w_shape,args", [
+        ((2, 16, 20, 22), (12, 16, 3, 3), {"kernel": 3, "pad": 1}),  # the row-shift path at its defaults
+        ((2, 4, 7, 9), (6, 2, 3, 2), {"kernels": [3, 2], "group": 2, "dilations": [2, 1], "pads": [2, 1, 1, 0]}),
+        ((1, 3, 9, 8), (4, 3, 2, 3), {"kernels": [2, 3], "legacy_pad": 2}),  # SAME: a negative tail pad crops
+        ((3, 2, 6, 5), (2, 2, 3, 3), {"kernel": 3, "pad": 3}),  # pads beyond the kernel: dX takes col2im
+    ])
+    def test_row_shift_path(self, monkeypatch, x_shape, w_shape, args):
+        from nbcaffe.ops import conv as conv_module
+
+        rng = np.random.default_rng(14)
+        x = rng.standard_normal(x_shape).astype(F32)
+        w = rng.standard_normal(w_shape).astype(F32)
+        b = rng.standard_normal(w_shape[0]).astype(F32)
+        if x_shape[1] < 16:  # force the path on small shapes; several row blocks per image
+            monkeypatch.setattr(conv_module, "ROWSHIFT_MAX_WASTE", 100.0)
+            monkeypatch.setattr(conv_module, "ROWSHIFT_MIN_DEPTH", 1)
+            monkeypatch.setattr(conv_module, "TASK_BYTES", 600)
+        window = _conv_pool.parse_window(_conv_args(args), "test", "conv")
+        geo, m = conv_module.filter_geometry(window, x_shape, w_shape, args.get("group", 1))
+        plan, _ = conv_module.forward_plan(geo, args.get("group", 1), 1, m, 4)
+        assert plan[3] == conv_module.FWD_ROWSHIFT
+        heads, tails = list(geo.pad_head), list(geo.pad_tail)
+        stride, dilation = list(geo.stride), list(geo.dilation)
+        (y,) = run("Conv", [x, w, b], **args)
+        expected = torch_conv(np.pad(x, [(0, 0), (0, 0)] + [(0, 0)] * 2)[(slice(None),) * 2 + tuple(
+            slice(max(0, -h), x.shape[2 + i] - max(0, -t)) for i, (h, t) in enumerate(zip(heads, tails)))],
+            w, b, stride, [max(h, 0) for h in heads] + [max(t, 0) for t in tails], dilation, args.get("group", 1))
+        assert_close(y, expected, rtol=1e-4, atol=1e-4)
+        dy = rng.standard_normal(y.shape).astype(F32)
+        got = run("ConvGradient", [x, w, dy], 3, **args)
+        tx = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+        tw = torch.from_numpy(w.astype(np.float64)).requires_grad_()
+        pad_arg = []
+        for i in reversed(range(2)):
+            pad_arg += [heads[i], tails[i]]
+        ty = F.conv2d(F.pad(tx, pad_arg), tw, None, stride=stride, dilation=dilation, groups=args.get("group", 1))
+        ty.backward(torch.from_numpy(dy.astype(np.float64)))
+        assert_close(got[0], tw.grad.numpy(), rtol=1e-4, atol=1e-3)
+        assert_close(got[2], tx.grad.numpy(), rtol=1e-4, atol=1e-3)
 
     def test_legacy_pads_and_conv3d(self):
         rng = np.random.default_rng(4)
