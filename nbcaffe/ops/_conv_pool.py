@@ -414,13 +414,17 @@ def transpose_geometry(window: Window, x_shape, out_channels, what="X") -> Geome
 
 # ------------------------------------------------------------------------------ CPU task runner
 #
-# The CPU convolution splits its work into independent tasks (images, or row blocks of an
-# image) and runs them on a small pool of Python threads with the numba kernels compiled
-# nogil and OpenBLAS switched to one thread for the duration (OpenBLAS's thread count is
-# process-wide, including its *_local setter).  Measured on the shared 2-core machine: the
-# GEMMs run as fast as OpenBLAS's own two threads when the machine is quiet, the im2col /
-# bias passes run on both cores instead of one, and under a co-tenant the dynamic task queue
-# degrades gracefully where OpenBLAS's static two-way split stalls (see docs/design.md).
+# The CPU convolution splits its work into independent tasks (chunks of images, or row
+# blocks of an image) and runs them on a small pool of Python threads with the numba kernels
+# compiled nogil and OpenBLAS switched to one thread for the duration (OpenBLAS's thread
+# count is process-wide, its *_local setter included).  Measured on the 2-core machine: two
+# 1-thread GEMMs run about as fast as one 2-thread GEMM, the im2col / bias passes run on
+# both cores instead of one (3x3/64ch conv b8: 8.0 vs 11.2 ms with OpenBLAS's threads
+# only), and under a co-tenant the dynamic task queue degrades gracefully where OpenBLAS's
+# static two-way split stalls.  The catch: after any *other* OpenBLAS call with two threads
+# (e.g. FC), OpenBLAS's idle worker spins on a core for ~0.1 s, and the pool's second
+# thread then gets little CPU (docs/design.md, "Convolution"; NBCAFFE_NUM_THREADS=1 runs the
+# tasks sequentially with OpenBLAS's own threads instead).
 
 
 class _Blas:

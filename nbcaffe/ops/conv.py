@@ -6,18 +6,19 @@ filter (M, *kernel, C/group); bias (M,).  ConvTranspose's filter is (C_in, C_out
 
 CPU kernels (the measurements behind each choice are in docs/design.md, "Convolution"):
 
-* 1x1, stride 1, no padding: one GEMM (np.matmul), no im2col.
-* NCHW with unit strides and at most 2 spatial dims: "row-shift" GEMMs.  The image is
-  padded and flattened row-major with the padded width Wp, so a shift by one row of the
-  kernel is a shift by Wp in the flat index.  Only the KW column shifts are materialised
-  (col3, 3x the input for a 3x3 kernel instead of im2col's 9x); one GEMM with the filter
-  rearranged to (KH*M, KW*C) gives KH partial images Z, and Y is the sum of those partials
-  shifted by kh*Wp (a pass over Z that also adds the bias).  Work is split into row blocks
-  of images that fit in cache.
-* Everything else: im2col per chunk of images + one stacked np.matmul per chunk.
+* 1x1, stride 1, no padding: GEMMs on the tensors themselves, no im2col.
+* NCHW, unit strides, at most 2 spatial dims, padded width <= 1.2x the output width and
+  KH*C/G >= 32 (e.g. 3x3 on 56x56x64): "row-shift" GEMMs.  The zero-padded image is
+  flattened with its padded row length Wp, so shifting the window by a kernel column is a
+  shift by one in the flat index.  Only the KH kernel-row shifts are copied (col3: KH x the
+  input instead of im2col's KH*KW x); one GEMM with the filter rearranged to (KW*M, KH*C)
+  gives KW partial images Z, and Y is the sum of those partials shifted by kw (one pass that
+  also adds the bias).  Extra work: the Wp - Wo garbage columns per row (3.6% at 56x56).
+* Everything else: im2col per chunk of images, the chunk's images side by side in the col
+  matrix so one GEMM serves them all (small images: LeNet's 8x8 outputs), then a scatter.
 * Gradients: dX with unit strides is a row-shift convolution of dY with the flipped,
   transposed filter; otherwise the GEMM Wᵀ·dY followed by col2im.  dW accumulates
-  dY·colᵀ per chunk into per-chunk partial sums that are added in a fixed order, so results
+  col·dYᵀ per chunk into per-chunk partial sums that are added in a fixed order, so results
   do not depend on thread timing.
 * Chunks / row blocks run on a small thread pool with OpenBLAS set to one thread
   (``_conv_pool.run_tasks``).
