@@ -464,7 +464,7 @@ def test_lmdb_swap_without_rename_exchange_recovers_after_a_crash(tmp_path, monk
     workspace.FeedBlob("w", np.array([1.0], np.float32))
     save(path, ["w"], "lmdb")
     workspace.FeedBlob("w", np.array([2.0], np.float32))
-    monkeypatch.setattr(db, "_exchange", lambda a, b: False)
+    monkeypatch.setattr("nbcaffe.db._lmdb._exchange", lambda a, b: False)  # where the lmdb backend looks it up
     save(path, ["w"], "lmdb")  # the two-rename fallback
     assert os.listdir(tmp_path) == ["data.lmdb"]
     real_rename = os.rename
