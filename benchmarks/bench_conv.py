@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import LoadMeter, header  # noqa: E402
 
-from nbcaffe import core, workspace  # noqa: E402
+from nbcaffe import core, threads, workspace  # noqa: E402
 
 
 def conv_flops(n, c, m, k, out_hw, group=1):
@@ -328,7 +328,7 @@ def main(argv=None):
     from nbcaffe.ops import _conv_pool
 
     print(header())
-    print(f"# nbcaffe conv threads: {_conv_pool.num_threads()}; OpenBLAS control: {_conv_pool._BLAS.name}")
+    print(f"# nbcaffe conv threads: {_conv_pool.num_threads()}; OpenBLAS control: {threads.blas_libraries()}")
     if args.only in ("fwd", "all"):
         cases = forward_cases(args.ort_threads)
         with LoadMeter() as meter:

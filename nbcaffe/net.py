@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from nbcaffe import dispatch, errors, registry
+from nbcaffe import dispatch, errors, registry, threads
 from nbcaffe.operator import wrap_failure
 from nbcaffe.proto import caffe2_pb2
 
@@ -100,9 +100,10 @@ class NetInstance:
         op = None
         ops = self.ops
         try:
-            for _ in range(num_iter):
-                for op in ops:
-                    op.run()
+            with threads.REGION:  # BLAS single-threaded while nbcaffe's pool owns the cores
+                for _ in range(num_iter):
+                    for op in ops:
+                        op.run()
         except Exception as exc:
             if op is None:
                 raise
@@ -131,12 +132,13 @@ class NetInstance:
             totals = [0.0] * len(self.ops)
             op = None
             try:
-                for _ in range(max(main_runs, 1)):
-                    for i, op in enumerate(self.ops):
-                        t = time.perf_counter()
-                        op.run()
-                        sync()
-                        totals[i] += time.perf_counter() - t
+                with threads.REGION:
+                    for _ in range(max(main_runs, 1)):
+                        for i, op in enumerate(self.ops):
+                            t = time.perf_counter()
+                            op.run()
+                            sync()
+                            totals[i] += time.perf_counter() - t
             except Exception as exc:
                 raise wrap_failure(op, exc) from exc
             result += [total * 1e3 / max(main_runs, 1) for total in totals]

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from nbcaffe import dispatch, errors, registry, scope, utils
+from nbcaffe import dispatch, errors, registry, scope, threads, utils
 from nbcaffe import net as _net
 from nbcaffe.devices import CPU, CUDA, describe
 from nbcaffe.proto import caffe2_pb2
@@ -146,7 +146,8 @@ class Workspace:
             op_def = utils.parse_proto(op_def, caffe2_pb2.OperatorDef, "operator")
         op = _net.create_operator(op_def, self, index=0)
         try:
-            op.run()
+            with threads.REGION:
+                op.run()
         except Exception as exc:
             from nbcaffe.operator import wrap_failure
             raise wrap_failure(op, exc) from exc

@@ -109,9 +109,10 @@ def column_sum_kernel(x, out):
 @register_kernel("FCGradient", CUDA)
 def fc_gradient_launch(x2, w2, dy2, dw2, db, dx2):
     """Launcher with fc_gradient_cpu's signature: dW = dYᵀ · X, db = column sums of dY,
-    dX = dY · W (device arrays, the 2-D views FCGradient binds)."""
+    dX = dY · W (device arrays, the 2-D views FCGradient binds; dx2 None: no dX)."""
     gemm_launch(dy2, x2, None, dw2, True, False)
     n = db.size
     if n:
         column_sum_kernel[blocks_for(n), THREADS](dy2, db)
-    gemm_launch(dy2, w2, None, dx2, False, False)
+    if dx2 is not None:
+        gemm_launch(dy2, w2, None, dx2, False, False)

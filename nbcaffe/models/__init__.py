@@ -5,6 +5,10 @@ network to a ModelHelper (parameters in ``param_init_net``) and returns the blob
 scores ("logits") or probabilities, plus the input shape and number of classes.  Blob and
 parameter names follow Caffe2's own builders (the MNIST tutorial's LeNet,
 convnet_benchmarks' AlexNet and MLP, caffe2/python/models/resnet.py).
+
+The convolutional builders take ``data_grad=False``: their first convolution then carries
+Caffe2's ``no_gradient_to_input=1`` and training computes no gradient for the image batch
+(see :func:`nbcaffe.models._common.no_data_grad`).
 """
 
 from __future__ import annotations

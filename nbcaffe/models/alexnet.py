@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from nbcaffe import brew
+from nbcaffe.models._common import no_data_grad
 
 XAVIER = ("XavierFill", {})
 CONSTANT = ("ConstantFill", {})
 
 
-def alexnet(model, data, is_test=False, num_labels=1000):
+def alexnet(model, data, is_test=False, num_labels=1000, data_grad=False):
     """Blobs 'conv1'..'conv5' (ReLU in place), 'pool1', 'pool2', 'pool5', 'fc6'..'fc8', 'pred'
     for 3x224x224 images (convolutions 11/4 pad 2, 5 pad 2, 3 pad 1; max-pools 3/2)."""
-    conv1 = brew.conv(model, data, "conv1", 3, 64, 11, XAVIER, CONSTANT, stride=4, pad=2)
+    conv1 = brew.conv(model, data, "conv1", 3, 64, 11, XAVIER, CONSTANT, stride=4, pad=2, **no_data_grad(data_grad))
     relu1 = brew.relu(model, conv1, "conv1")
     pool1 = brew.max_pool(model, relu1, "pool1", kernel=3, stride=2)
     conv2 = brew.conv(model, pool1, "conv2", 64, 192, 5, XAVIER, CONSTANT, pad=2)

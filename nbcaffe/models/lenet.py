@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from nbcaffe import brew
+from nbcaffe.models._common import no_data_grad
 
 
-def lenet(model, data, is_test=False, num_labels=10):
-    """Blobs 'conv1', 'pool1', 'conv2', 'pool2', 'fc3', 'pred', 'softmax' for 1x28x28 images."""
-    conv1 = brew.conv(model, data, "conv1", dim_in=1, dim_out=20, kernel=5)
+def lenet(model, data, is_test=False, num_labels=10, data_grad=False):
+    """Blobs 'conv1', 'pool1', 'conv2', 'pool2', 'fc3', 'pred', 'softmax' for 1x28x28 images.
+
+    ``data_grad=False``: conv1 skips the image gradient (see :mod:`nbcaffe.models`)."""
+    conv1 = brew.conv(model, data, "conv1", dim_in=1, dim_out=20, kernel=5, **no_data_grad(data_grad))
     pool1 = brew.max_pool(model, conv1, "pool1", kernel=2, stride=2)
     conv2 = brew.conv(model, pool1, "conv2", dim_in=20, dim_out=50, kernel=5)
     pool2 = brew.max_pool(model, conv2, "pool2", kernel=2, stride=2)

@@ -11,6 +11,7 @@ conv1 no padding; here the stages hold ``n`` blocks and conv1 is padded so the m
 from __future__ import annotations
 
 from nbcaffe import brew
+from nbcaffe.models._common import no_data_grad
 
 MSRA = ("MSRAFill", {})
 
@@ -89,10 +90,10 @@ class ResNetBuilder:
 
 
 def resnet50(model, data, is_test=False, num_labels=1000, num_input_channels=3, no_bias=True, conv1_kernel=7,
-             conv1_stride=2, final_avg_kernel=7):
+             conv1_stride=2, final_avg_kernel=7, data_grad=False):
     """ResNet-50 for 224x224 images; returns 'softmax' (the FC is 'last_out_L<num_labels>')."""
     brew.conv(model, data, "conv1", num_input_channels, 64, weight_init=MSRA, kernel=conv1_kernel,
-              stride=conv1_stride, pad=3, no_bias=1 if no_bias else 0)
+              stride=conv1_stride, pad=3, no_bias=1 if no_bias else 0, **no_data_grad(data_grad))
     brew.spatial_bn(model, "conv1", "conv1_spatbn_relu", 64, epsilon=1e-3, momentum=0.1, is_test=is_test)
     brew.relu(model, "conv1_spatbn_relu", "conv1_spatbn_relu")
     brew.max_pool(model, "conv1_spatbn_relu", "pool1", kernel=3, stride=2)
@@ -114,10 +115,11 @@ def resnet50(model, data, is_test=False, num_labels=1000, num_input_channels=3, 
     return brew.softmax(model, last_out, "softmax")
 
 
-def resnet20(model, data, is_test=False, num_labels=10, num_input_channels=3, n=3):
+def resnet20(model, data, is_test=False, num_labels=10, num_input_channels=3, n=3, data_grad=False):
     """CIFAR ResNet-(6n+2): conv1 3x3x16, three stages of n simple blocks (16, 32, 64 filters),
     global average pool, FC; returns 'softmax'."""
-    brew.conv(model, data, "conv1", num_input_channels, 16, weight_init=MSRA, kernel=3, stride=1, pad=1, no_bias=1)
+    brew.conv(model, data, "conv1", num_input_channels, 16, weight_init=MSRA, kernel=3, stride=1, pad=1, no_bias=1,
+              **no_data_grad(data_grad))
     brew.spatial_bn(model, "conv1", "conv1_spatbn", 16, epsilon=1e-3, is_test=is_test)
     brew.relu(model, "conv1_spatbn", "relu1")
     builder = ResNetBuilder(model, "relu1", no_bias=True, is_test=is_test)

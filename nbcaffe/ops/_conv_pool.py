@@ -37,10 +37,7 @@ one set of kernels serves 1-D, 2-D and 3-D ops.
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-import threading
 
 from nbcaffe import errors
 from nbcaffe.schema import Arg
@@ -413,118 +410,7 @@ def transpose_geometry(window: Window, x_shape, out_channels, what="X") -> Geome
 
 
 # ------------------------------------------------------------------------------ CPU task runner
-#
-# The CPU convolution splits its work into independent tasks (chunks of images, or row
-# blocks of an image) and runs them on a small pool of Python threads with the numba kernels
-# compiled nogil and OpenBLAS switched to one thread for the duration (OpenBLAS's thread
-# count is process-wide, its *_local setter included).  Measured on the 2-core machine: two
-# 1-thread GEMMs run about as fast as one 2-thread GEMM, the im2col / bias passes run on
-# both cores instead of one (3x3/64ch conv b8: 8.0 vs 11.2 ms with OpenBLAS's threads
-# only), and under a co-tenant the dynamic task queue degrades gracefully where OpenBLAS's
-# static two-way split stalls.  The catch: after any *other* OpenBLAS call with two threads
-# (e.g. FC), OpenBLAS's idle worker spins on a core for ~0.1 s, and the pool's second
-# thread then gets little CPU (docs/design.md, "Convolution"; NBCAFFE_NUM_THREADS=1 runs the
-# tasks sequentially with OpenBLAS's own threads instead).
-
-
-class _Blas:
-    """Process-wide OpenBLAS thread control through the library NumPy loaded (or nothing)."""
-
-    def __init__(self):
-        self.get = self.set = None
-        self.name = "unknown"
-        try:
-            self._load()
-        except Exception:  # noqa: BLE001  (any failure means: no control, run sequentially)
-            self.get = self.set = None
-
-    def _load(self):
-        paths = []
-        maps = "/proc/self/maps"
-        if os.path.exists(maps):
-            with open(maps) as handle:
-                for line in handle:
-                    path = line.split()[-1] if "/" in line else ""
-                    if "openblas" in os.path.basename(path).lower() and path not in paths:
-                        paths.append(path)
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for prefix, suffix in (("scipy_", "64_"), ("", "64_"), ("", ""), ("scipy_", "")):
-                get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.restype, get.argtypes = ctypes.c_int, []
-                    put.restype, put.argtypes = None, [ctypes.c_int]
-                    self.get, self.set, self.name = get, put, os.path.basename(path)
-                    return
-
-
-_BLAS = None
-_POOL = None
-_POOL_LOCK = threading.Lock()
-# NBCAFFE_NUM_THREADS caps the CPU threads of the convolution kernels (default: all CPUs).
-_THREADS = max(1, int(os.environ.get("NBCAFFE_NUM_THREADS", "0") or 0) or (os.cpu_count() or 1))
-
-
-def num_threads() -> int:
-    """Worker threads the CPU convolution uses (1 when OpenBLAS cannot be switched to one thread)."""
-    global _BLAS
-    if _BLAS is None:
-        import numpy as np  # noqa: F401  (NumPy must have loaded its BLAS before we look for it)
-
-        _BLAS = _Blas()
-    return _THREADS if _BLAS.set is not None else 1
-
-
-def _pool():
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _POOL = ThreadPoolExecutor(max_workers=_THREADS - 1, thread_name_prefix="nbcaffe-conv")
-        return _POOL
-
-
-def run_tasks(task, n_tasks, n_workers):
-    """Run ``task(i, worker)`` for i in range(n_tasks) on up to ``n_workers`` threads.
-
-    ``worker`` (0 .. n_workers-1) selects per-thread scratch.  Tasks are handed out from a
-    shared counter (dynamic scheduling); the caller's thread is worker 0.  With more than one
-    worker, OpenBLAS runs single-threaded for the duration and is restored afterwards.
-    """
-    n_workers = max(1, min(n_workers, n_tasks, num_threads()))
-    if n_workers == 1:
-        for i in range(n_tasks):
-            task(i, 0)
-        return
-    counter = iter(range(n_tasks))
-    lock = threading.Lock()
-
-    def work(worker):
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            task(i, worker)
-
-    blas = _BLAS
-    previous = blas.get()
-    blas.set(1)
-    try:
-        futures = [_pool().submit(work, w) for w in range(1, n_workers)]
-        error = None
-        try:
-            work(0)
-        except BaseException as exc:  # noqa: BLE001  (re-raised after the other workers stop)
-            error = exc
-        for future in futures:
-            try:
-                future.result()
-            except BaseException as exc:  # noqa: BLE001
-                error = error or exc
-        if error is not None:
-            raise error
-    finally:
-        blas.set(previous)
+# The task pool and the BLAS thread policy live in nbcaffe.threads (shared with FC and the
+# other GEMM users); re-exported here for the convolution and pooling kernels.
+from nbcaffe.threads import get_num_threads as num_threads  # noqa: E402,F401
+from nbcaffe.threads import run_tasks  # noqa: E402,F401

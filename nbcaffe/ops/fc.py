@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from nbcaffe import errors, schema
+from nbcaffe import errors, schema, threads
 from nbcaffe.autograd import GI, GO, I, simple_gradient
 from nbcaffe.operator import Operator
 from nbcaffe.registry import register_op
@@ -15,11 +15,11 @@ from nbcaffe.registry import register_op
 def fc_cpu(x2, w2, b, y2):
     """y2 (M, N) = x2 (M, K) · w2 (N, K)ᵀ + b (N); all C-contiguous, one dtype.
 
-    The GEMM is NumPy's BLAS call (OpenBLAS sgemm/dgemm): as fast as numba's ``np.dot`` in
-    ``@njit`` (perf-anchors: 0.90-1.0x) without making SciPy a dependency or paying a 0.7 s
-    compile per dtype.
+    The GEMM is NumPy's BLAS call (OpenBLAS sgemm/dgemm), split over nbcaffe's thread pool
+    (``threads.matmul``): as fast as numba's ``np.dot`` in ``@njit`` (perf-anchors:
+    0.90-1.0x) without making SciPy a dependency or paying a 0.7 s compile per dtype.
     """
-    np.dot(x2, w2.T, out=y2)
+    threads.matmul(x2, w2.T, y2)
     y2 += b
 
 
@@ -76,10 +76,12 @@ class FC(Operator):
 
 
 def fc_gradient_cpu(x2, w2, dy2, dw2, db, dx2):
-    """dW (N, K) = dYᵀ · X; db (N) = column sums of dY; dX (M, K) = dY · W (BLAS calls)."""
-    np.dot(dy2.T, x2, out=dw2)
+    """dW (N, K) = dYᵀ · X; db (N) = column sums of dY; dX (M, K) = dY · W (BLAS calls);
+    dx2 None skips dX (FCGradient with two outputs)."""
+    threads.matmul(dy2.T, x2, dw2)
     np.sum(dy2, axis=0, out=db)
-    np.dot(dy2, w2, out=dx2)
+    if dx2 is not None:
+        threads.matmul(dy2, w2, dx2)
 
 
 @register_op
@@ -113,6 +115,6 @@ class FCGradient(Operator):
     def bind(self, inputs, outputs):
         x, w, dy = inputs
         axis, m, k, n = fc_dims(self.args, x.shape, w.shape)
-        dx = outputs[2] if len(outputs) > 2 else self.ctx.empty(tuple(x.shape), x.dtype)
+        dx = outputs[2].reshape(m, k) if len(outputs) > 2 else None
         return functools.partial(self.kernel, x.reshape(m, k), w.reshape(n, k), dy.reshape(m, n),
-                                 outputs[0].reshape(n, k), outputs[1].reshape(n), dx.reshape(m, k))
+                                 outputs[0].reshape(n, k), outputs[1].reshape(n), dx)
