@@ -17,7 +17,7 @@ import sys
 PROTO_DIR = pathlib.Path(__file__).resolve().parent
 REPO = PROTO_DIR.parent
 DEFAULT_OUT = REPO / "nbcaffe" / "proto"
-PROTOS = ("caffe2.proto",)
+PROTOS = ("caffe2.proto", "caffe.proto")
 
 
 def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
