@@ -1,4 +1,5 @@
-"""Edge cases of the arithmetic family (Add, Sub, Mul, Div, Pow, Sum, the unary ops, Clip).
+"""Edge cases of the arithmetic family (Add, Sub, Mul, Div, Sum) and of elementwise_math (Pow,
+the unary ops, Clip).
 
 Expected values come from NumPy written here; broadcasting expectations reshape B by hand
 following Caffe2's rules rather than calling the op's reference.
