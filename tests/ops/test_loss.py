@@ -1,5 +1,6 @@
-"""Edge cases of the loss family: SoftmaxWithLoss (weights, scale, label_prob, spatial,
-axis, label errors), LabelCrossEntropy, CrossEntropy, SquaredL2Distance, AveragedLoss.
+"""Edge cases of the cross_entropy family: SoftmaxWithLoss (weights, scale, label_prob, spatial,
+axis, label errors), LabelCrossEntropy, CrossEntropy; and of the loss family:
+SquaredL2Distance, AveragedLoss.
 
 Every expected value is computed by NumPy code written in this file (log-sum-exp in
 float64, explicit loops for the spatial mode), independent of the ops' own references.
