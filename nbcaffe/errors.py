@@ -38,6 +38,18 @@ class OperatorError(NbcaffeError):
     """An op failed while running; the message names the op, its blobs and where it was built."""
 
 
+class NonFiniteError(OperatorError):
+    """A tensor holds NaN or Inf where a check (NanCheck, debugging.check_finite) wants none."""
+
+
+class AssertionFailedError(OperatorError):
+    """An Assert op found a false (zero) value."""
+
+
+class PythonOperatorError(OperatorError):
+    """The Python function of a Python/PythonGradient op raised; the original exception is chained."""
+
+
 class ProtoError(NbcaffeError, ValueError):
     """Bytes or text that do not parse as the expected protobuf message."""
 

@@ -412,6 +412,9 @@ class CopyGPUToCPU(Identity):
     gradient = simple_gradient("CopyCPUToGPU", [GO(0)], [GI(0)])
 
 
+PRINT_LIMIT_DEFAULT = 1000  # Caffe2's TensorPrinter shows this many values when limit is 0
+
+
 def format_tensor(name, value, limit):
     """Caffe2-like one-line rendering of a blob for Print."""
     if not isinstance(value, np.ndarray):
@@ -428,7 +431,8 @@ class Print(Operator):
     """Print the input blob (name, dtype, shape, values) to stdout, or append it to
     ``<root_folder>/<blob>.log`` with ``to_file=1``.
 
-    ``limit`` caps the number of values shown (0 = all); ``every_n`` prints every n-th run.
+    ``limit`` caps the number of values shown (0 = Caffe2's default of 1000); ``every_n``
+    prints every n-th run.
     """
 
     inputs, outputs = ("tensor",), ()
@@ -448,7 +452,7 @@ class Print(Operator):
     def bind(self, inputs, outputs):
         value = inputs[0]
         name = self.input_names[0]
-        limit, every = int(self.args["limit"]), max(1, int(self.args["every_n"]))
+        limit, every = int(self.args["limit"]) or PRINT_LIMIT_DEFAULT, max(1, int(self.args["every_n"]))
         path = os.path.join(self.ws.root_folder, name.replace("/", "_") + ".log") if self.args["to_file"] else None
         counter = [0]
 
