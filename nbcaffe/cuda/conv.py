@@ -1,4 +1,5 @@
-"""CUDA kernels for nbcaffe/ops/conv.py: direct convolution kernels (no im2col, no atomics).
+"""CUDA kernels for nbcaffe/ops/conv.py (and conv_transpose.py, whose launchers are in
+nbcaffe/cuda/conv_transpose.py): direct convolution kernels (no im2col, no atomics).
 
 Each kernel owns one output element and loops over what it reads, so results are
 deterministic and every kernel is a plain grid-stride loop (cheap under the simulator):
@@ -21,7 +22,7 @@ from numba import cuda
 
 from nbcaffe.cuda._launch import THREADS, blocks_for
 from nbcaffe.devices import CUDA
-from nbcaffe.ops.conv import PLAN_HEAD
+from nbcaffe.ops._conv_cpu import PLAN_HEAD
 from nbcaffe.registry import register_kernel
 
 
@@ -195,22 +196,22 @@ def bias_grad_kernel(dy, db, nchw):
         db[m] = acc
 
 
-def _forward(x, w, b, y, has_bias, nchw, group, p):
+def launch_forward(x, w, b, y, has_bias, nchw, group, p):
     if y.size:
         conv_forward_kernel[blocks_for(y.size), THREADS](x, w, b, y, has_bias, nchw, group, p)
 
 
-def _backward_data(dy, w, dx, add_bias, b, nchw, group, p):
+def launch_backward_data(dy, w, dx, add_bias, b, nchw, group, p):
     if dx.size:
         conv_backward_data_kernel[blocks_for(dx.size), THREADS](dy, w, dx, add_bias, b, nchw, group, p)
 
 
-def _backward_filter(x, dy, dw, nchw, group, p):
+def launch_backward_filter(x, dy, dw, nchw, group, p):
     if dw.size:
         conv_backward_filter_kernel[blocks_for(dw.size), THREADS](x, dy, dw, nchw, group, p)
 
 
-def _bias_grad(dy, db, nchw):
+def launch_bias_grad(dy, db, nchw):
     if db.size:
         bias_grad_kernel[blocks_for(db.size), THREADS](dy, db, nchw)
 
@@ -218,7 +219,7 @@ def _bias_grad(dy, db, nchw):
 @register_kernel("Conv", CUDA)
 def conv_launch(x, w, b, y, plan, scratch):
     """Launcher with conv_cpu's signature."""
-    _forward(x, w, b, y, plan[2], plan[0], plan[1], plan[PLAN_HEAD:])
+    launch_forward(x, w, b, y, plan[2], plan[0], plan[1], plan[PLAN_HEAD:])
 
 
 @register_kernel("ConvGradient", CUDA)
@@ -226,23 +227,6 @@ def conv_gradient_launch(x, w, dy, dw, db, dx, plans, scratch):
     """Launcher with conv_gradient_cpu's signature."""
     plan = plans[0]
     nchw, group, p = plan[0], plan[1], plan[PLAN_HEAD:]
-    _bias_grad(dy, db, nchw)
-    _backward_filter(x, dy, dw, nchw, group, p)
-    _backward_data(dy, w, dx, False, db, nchw, group, p)
-
-
-@register_kernel("ConvTranspose", CUDA)
-def conv_transpose_launch(x, w, b, y, plans, scratch):
-    """Launcher with conv_transpose_cpu's signature: y = the input-gradient kernel applied to x."""
-    plan, _, has_bias = plans
-    _backward_data(x, w, y, has_bias, b, plan[0], plan[1], plan[PLAN_HEAD:])
-
-
-@register_kernel("ConvTransposeGradient", CUDA)
-def conv_transpose_gradient_launch(x, w, dy, dw, db, dx, plans, scratch):
-    """Launcher with conv_transpose_gradient_cpu's signature."""
-    plan = plans[0]
-    nchw, group, p = plan[0], plan[1], plan[PLAN_HEAD:]
-    _bias_grad(dy, db, nchw)
-    _backward_filter(dy, x, dw, nchw, group, p)
-    _forward(dy, w, db, dx, False, nchw, group, p)  # db: any 1-D array; no bias is added
+    launch_bias_grad(dy, db, nchw)
+    launch_backward_filter(x, dy, dw, nchw, group, p)
+    launch_backward_data(dy, w, dx, False, db, nchw, group, p)

@@ -3,7 +3,7 @@
 
 MaxPoolGradient first records each window's argmax (the forward's first-max / first-NaN
 rule) in an int32 scratch array, then gathers; MaxPoolWithIndexGradient gathers with the
-mask it is given.  The window bounds come from the CPU module's ``_bounds`` compiled as a
+mask it is given.  The window bounds come from the CPU kernels' ``_bounds`` compiled as a
 device function, so both devices clip windows with the same code.
 """
 
@@ -14,7 +14,7 @@ from numba import cuda
 from nbcaffe.cuda._launch import THREADS, blocks_for
 from nbcaffe.cuda.conv import _decode, _load, _tap_output
 from nbcaffe.devices import CUDA
-from nbcaffe.ops import pooling as cpu
+from nbcaffe.ops import _pool_kernels as cpu
 from nbcaffe.registry import register_kernel
 
 _bounds = cuda.jit(device=True)(cpu._bounds.py_func)

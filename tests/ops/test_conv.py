@@ -236,7 +236,8 @@ class TestConv:
         ((3, 2, 6, 5), (2, 2, 3, 3), {"kernel": 3, "pad": 3}),  # pads beyond the kernel: dX takes col2im
     ])
     def test_row_shift_path(self, monkeypatch, x_shape, w_shape, args):
-        from nbcaffe.ops import conv as conv_module
+        from nbcaffe.ops import _conv_common
+        from nbcaffe.ops import _conv_cpu as conv_module
 
         rng = np.random.default_rng(14)
         x = rng.standard_normal(x_shape).astype(F32)
@@ -247,7 +248,7 @@ class TestConv:
             monkeypatch.setattr(conv_module, "ROWSHIFT_MIN_DEPTH", 1)
             monkeypatch.setattr(conv_module, "TASK_BYTES", 600)
         window = _conv_pool.parse_window(_conv_args(args), "test", "conv")
-        geo, m = conv_module.filter_geometry(window, x_shape, w_shape, args.get("group", 1))
+        geo, m = _conv_common.filter_geometry(window, x_shape, w_shape, args.get("group", 1))
         plan, _ = conv_module.forward_plan(geo, args.get("group", 1), 1, m, 4)
         assert plan[3] == conv_module.FWD_ROWSHIFT
         heads, tails = list(geo.pad_head), list(geo.pad_tail)

@@ -1,0 +1,441 @@
+"""CPU convolution: the strategies (plans) and their drivers, shared by Conv, ConvGradient,
+ConvTranspose and ConvTransposeGradient.
+
+Strategies (the measurements behind each choice are in docs/design.md, "Convolution"):
+
+* 1x1, stride 1, no padding: GEMMs on the tensors themselves, no im2col.
+* NCHW, unit strides, at most 2 spatial dims, padded width <= 1.2x the output width and
+  KH*C/G >= 32 (e.g. 3x3 on 56x56x64): "row-shift" GEMMs.  The zero-padded image is
+  flattened with its padded row length Wp, so shifting the window by a kernel column is a
+  shift by one in the flat index.  Only the KH kernel-row shifts are copied (col3: KH x the
+  input instead of im2col's KH*KW x); one GEMM with the filter rearranged to (KW*M, KH*C)
+  gives KW partial images Z, and Y is the sum of those partials shifted by kw (one pass that
+  also adds the bias).  Extra work: the Wp - Wo garbage columns per row (3.6% at 56x56).
+* Everything else: im2col per chunk of images, the chunk's images side by side in the col
+  matrix so one GEMM serves them all (small images: LeNet's 8x8 outputs), then a scatter.
+* Gradients: dX with unit strides is a row-shift convolution of dY with the flipped,
+  transposed filter; otherwise the GEMM Wᵀ·dY followed by col2im.  dW accumulates
+  col·dYᵀ per chunk into per-chunk partial sums that are added in a fixed order, so results
+  do not depend on thread timing.
+* Chunks / row blocks run on a small thread pool with OpenBLAS set to one thread
+  (``nbcaffe.threads.run_tasks``).
+
+ConvTranspose is the adjoint of a convolution: its forward pass is a convolution's input
+gradient, its input gradient a convolution, its filter gradient a convolution's filter
+gradient with the roles of input and output swapped; the same drivers serve both ops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nbcaffe.devices import CPU
+from nbcaffe.ops import _conv_pool as cp
+from nbcaffe.ops._conv_kernels import (
+    add_bias_cols,
+    add_bias_rows,
+    bias_grad_cols,
+    bias_grad_rows,
+    col2im_nchw,
+    col2im_nhwc,
+    gather_images,
+    im2col_nchw,
+    im2col_nhwc,
+    rowshift_col3,
+    rowshift_sum,
+    scatter_images,
+    sum_partials,
+)
+
+# Scratch budget (bytes) of one task's col / col3+Z buffers: big enough that a 64-channel
+# 56x56 image is one row-shift task, small enough to stay in a large L2/L3 slice.
+TASK_BYTES = 8 << 20
+
+
+# ============================================================================ plans
+# A plan is a tuple of ints that the kernels (CPU and CUDA) take next to the arrays:
+# (nchw, group, has_bias, strategy, chunk or rows, workers) + the 18 canonical window ints.
+# Scratch (CPU only; the CUDA kernels need none) is a 4-tuple of per-worker / per-task
+# arrays: (col, aux, parts, extra) whose meaning depends on the pass (see each driver).
+
+FWD_GEMM1X1, FWD_ROWSHIFT, FWD_IM2COL = 0, 1, 2
+PLAN_HEAD = 6
+# Row-shift computes padded-width columns; above this ratio of computed to needed columns
+# (small images: LeNet's 12x12 -> 8x8 conv computes 1.5x) im2col is cheaper, and below this
+# GEMM depth (KH x input channels per group; LeNet's conv1 has 5) the GEMMs are too thin.
+ROWSHIFT_MAX_WASTE = 1.2
+ROWSHIFT_MIN_DEPTH = 32
+
+
+def _canon(plan):
+    return plan[PLAN_HEAD:]
+
+
+def _pointwise(geo):
+    return all(k == 1 for k in geo.kernel) and all(s == 1 for s in geo.stride) and \
+        not any(geo.pad_head) and not any(geo.pad_tail)
+
+
+def _rowshift_ok(geo, canon):
+    """Row-shift needs NCHW, unit strides, at most 2 spatial dims and non-negative head pads."""
+    return geo.order == "NCHW" and all(s == 1 for s in geo.stride) and canon[0] == 1 and canon[3] == 1 \
+        and canon[6] == 1 and min(canon[15:]) >= 0
+
+
+def _chunk(n, per_image_bytes, threads):
+    """Images per task: within TASK_BYTES, and at least `threads` tasks when there are images enough."""
+    return max(1, min(TASK_BYTES // max(per_image_bytes, 1), -(-n // threads)))
+
+
+def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, rowshift=True):
+    """(plan, scratch shapes) of y = conv(x) for ``geo`` (x: (N, C, in_sp) -> y: (N, m_out, out_sp))."""
+    canon = geo.canonical()
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = canon
+    nchw = int(geo.order == "NCHW")
+    n, c = max(geo.batch, 1), geo.channels  # an empty batch plans like one image (and runs nothing)
+    cg, mg = c // group, m_out // group
+    P = Do * Ho * Wo
+    threads = cp.num_threads() if cpu else 1
+    head = (nchw, group, int(has_bias))
+    if _pointwise(geo):
+        # tasks: image chunks, or row blocks of the (positions, channels) matrix when few images
+        if nchw:
+            chunk = _chunk(n, (c + m_out) * P * itemsize, threads)
+            return head + (FWD_GEMM1X1, chunk, min(threads, -(-n // chunk))) + canon, ()
+        rows = -(-(n * P) // threads)
+        return head + (FWD_GEMM1X1, rows, min(threads, -(-(n * P) // rows))) + canon, ()
+    Wp = Wo + (KW - 1) * DW
+    if rowshift and _rowshift_ok(geo, canon) and Wp <= ROWSHIFT_MAX_WASTE * Wo and KH * cg >= ROWSHIFT_MIN_DEPTH:
+        row_bytes = (KH * c + KW * m_out) * Wp * itemsize
+        rows = max(1, TASK_BYTES // max(row_bytes, 1))
+        # row blocks only for the memory budget: splitting one image between threads cost
+        # more (two 1-thread GEMMs) than one 2-thread GEMM (b1 3x3/64ch: 1.3 vs 2.1 ms)
+        tiles = -(-Ho // rows)
+        rows = -(-Ho // tiles)
+        L = rows * Wp
+        workers = min(threads, n * tiles)
+        shapes = ((workers, group * KH * cg * L), (workers, group * KW * mg * L), (1,), (group * KW * mg * KH * cg,))
+        return head + (FWD_ROWSHIFT, rows, workers) + canon, shapes
+    kg = cg * KD * KH * KW
+    chunk = _chunk(n, group * kg * P * itemsize, threads)
+    workers = min(threads, -(-n // chunk))
+    z = group * mg * chunk * P if (nchw and chunk > 1) else 1
+    return head + (FWD_IM2COL, chunk, workers) + canon, ((workers, group * kg * chunk * P), (workers, z), (1,), (1,))
+
+
+def filter_grad_plan(geo: cp.Geometry, group, m_out, itemsize, cpu=True):
+    """(plan, scratch shapes) of dW: per-worker col and gathered dY, per-task partial sums."""
+    canon = geo.canonical()
+    nchw = int(geo.order == "NCHW")
+    n = max(geo.batch, 1)
+    cg, mg = geo.channels // group, m_out // group
+    kg = cg * math.prod(canon[6:9])
+    P = math.prod(canon[3:6])
+    threads = cp.num_threads() if cpu else 1
+    # the partials (one per chunk) are summed in chunk order, so a result never depends on
+    # which thread ran which chunk
+    chunk = _chunk(n, group * kg * P * itemsize, threads)
+    n_tasks = -(-n // chunk)
+    workers = min(threads, n_tasks)
+    strategy = FWD_GEMM1X1 if _pointwise(geo) else FWD_IM2COL
+    col = group * kg * chunk * P if (strategy == FWD_IM2COL or (nchw and chunk > 1)) else 1
+    aux = group * mg * chunk * P if (nchw and chunk > 1) else 1
+    shapes = ((workers, col), (workers, aux), (n_tasks, group * mg * kg), (group * mg * kg,))
+    return (nchw, group, 0, strategy, chunk, workers) + canon, shapes
+
+
+def data_grad_plan(geo: cp.Geometry, group, m_out, itemsize, cpu=True):
+    """(plan, flipped plan or None, scratch shapes) of dX for ``geo``.
+
+    With unit strides, NCHW, pads within the dilated kernel and a large enough image, dX is
+    a row-shift convolution of dY with the flipped filter (``flipped``); otherwise col2im(Wᵀ·dY).
+    """
+    canon = geo.canonical()
+    plan, shapes = forward_plan(geo, group, 0, m_out, itemsize, cpu, rowshift=False)
+    if not _pointwise(geo) and geo.order == "NCHW" and all(s == 1 for s in geo.stride):
+        ext = [d * (k - 1) for d, k in zip(geo.dilation, geo.kernel)]
+        heads = [e - h for e, h in zip(ext, geo.pad_head)]
+        if min(heads) >= 0:
+            # tails from the sizes: what the flipped convolution needs to produce in_sp
+            tails = [i + e - o - h for i, e, o, h in zip(geo.in_sp, ext, geo.out_sp, heads)]
+            flip = cp.Geometry(geo.rank, geo.order, geo.batch, m_out, geo.out_sp, geo.in_sp, geo.kernel, geo.stride,
+                               geo.dilation, heads, tails)
+            flipped, fshapes = forward_plan(flip, group, 0, geo.channels, itemsize, cpu)
+            if flipped[3] == FWD_ROWSHIFT:
+                wf = (geo.channels * (m_out // group) * math.prod(canon[6:9]),)
+                return plan, flipped, (fshapes[0], fshapes[1], wf, fshapes[3])
+    nchw, chunk, workers = plan[0], plan[4], plan[5]
+    P = math.prod(canon[3:6])
+    aux = group * (m_out // group) * chunk * P if (nchw and chunk > 1) else 1
+    if plan[3] == FWD_IM2COL:
+        shapes = (shapes[0], (workers, aux), (1,), (1,))
+    return plan, None, shapes
+
+
+def allocate(ctx, shapes, dtype):
+    """Scratch arrays for a CPU plan; () on other devices (their kernels need none)."""
+    if ctx.device_type != CPU:
+        return ()
+    return tuple(ctx.empty(tuple(max(1, d) for d in shape), dtype) for shape in shapes)
+
+
+# ============================================================================ CPU drivers
+
+
+def conv_forward(x, w, b, y, plan, scratch):
+    """y = conv(x, w) (+ b when plan says so).  x, y: 5-D views (N, C, D, H, W) for NCHW or
+    (N, D, H, W, C) for NHWC; w (M, Cg, KD, KH, KW) / (M, KD, KH, KW, Cg).
+
+    scratch: im2col (col, z, -, -); row-shift (col3, z, -, rearranged filter).
+    """
+    nchw, group, has_bias, strategy, chunk, workers = plan[:PLAN_HEAD]
+    p = _canon(plan)
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    n = x.shape[0]
+    m = w.shape[0]
+    if n == 0 or y.size == 0:
+        return
+    if strategy == FWD_GEMM1X1:
+        _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers)
+        return
+    if strategy == FWD_ROWSHIFT:
+        _forward_rowshift(x, w, b, y, group, has_bias, chunk, workers, p, scratch)
+        return
+    mg = m // group
+    kg = w[0].size
+    P = Do * Ho * Wo
+    if nchw:
+        wg = w.reshape(group, mg, kg)
+        y3 = y.reshape(n, m, P)
+    else:
+        wg = w.reshape(group, mg, kg).transpose(0, 2, 1)  # (G, Kg, Mg) view
+        y2 = y.reshape(n * P, m)
+
+    def task(t, worker):
+        n0 = t * chunk
+        n1 = min(n, n0 + chunk)
+        k = n1 - n0
+        if nchw:
+            col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
+            im2col_nchw(x, n0, col, p, group)
+            if k == 1:
+                out = y3[n0].reshape(group, mg, P)
+                np.matmul(wg, col, out=out)
+                if has_bias:
+                    add_bias_rows(y3, n0, n1, b)
+            else:
+                z = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
+                np.matmul(wg, col, out=z)
+                scatter_images(z, n0, y3, b, has_bias)
+        else:
+            col = scratch[0][worker, :k * P * group * kg].reshape(k * P, group, kg)
+            im2col_nhwc(x, n0, col, p, group)
+            np.matmul(col.transpose(1, 0, 2), wg, out=y2[n0 * P:n1 * P].reshape(k * P, group, mg).transpose(1, 0, 2))
+            if has_bias:
+                add_bias_cols(y2, n0 * P, n1 * P, b)
+
+    cp.run_tasks(task, -(-n // chunk), workers)
+
+
+def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers):
+    n = x.shape[0]
+    m = w.shape[0]
+    cg = w.shape[1] if nchw else w.shape[-1]
+    mg = m // group
+    if nchw:
+        P = x[0, 0].size
+        x4 = x.reshape(n, group, cg, P)
+        y4 = y.reshape(n, group, mg, P)
+        wg = w.reshape(group, mg, cg)
+
+        def task(t, worker):
+            n0 = t * chunk
+            n1 = min(n, n0 + chunk)
+            np.matmul(wg, x4[n0:n1], out=y4[n0:n1])
+            if has_bias:
+                add_bias_rows(y.reshape(n, m, P), n0, n1, b)
+
+        cp.run_tasks(task, -(-n // chunk), workers)
+        return
+    R = x.size // (cg * group)
+    x2 = x.reshape(R, group, cg)
+    y2 = y.reshape(R, group, mg)
+    wt = w.reshape(group, mg, cg).transpose(0, 2, 1)
+
+    def rows(t, worker):
+        r0 = t * chunk
+        r1 = min(R, r0 + chunk)
+        np.matmul(x2[r0:r1].transpose(1, 0, 2), wt, out=y2[r0:r1].transpose(1, 0, 2))
+        if has_bias:
+            add_bias_cols(y.reshape(R, m), r0, r1, b)
+
+    cp.run_tasks(rows, -(-R // chunk), workers)
+
+
+def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    n, c = x.shape[0], x.shape[1]
+    m = w.shape[0]
+    cg, mg = c // group, m // group
+    Wp = Wo + (KW - 1) * DW
+    # a[g, kw*Mg + m, kh*Cg + c] = w[g*Mg + m, c, 0, kh, kw]
+    a = scratch[3].reshape(group, KW * mg, KH * cg)
+    a.reshape(group, KW, mg, KH, cg)[...] = w.reshape(group, mg, cg, KH, KW).transpose(0, 4, 1, 3, 2)
+    tiles = -(-Ho // rows)
+    x3 = x.reshape(n, c, H, W)
+    y3 = y.reshape(n, m, Ho, Wo)
+
+    def task(t, worker):
+        img, tile = divmod(t, tiles)
+        h0 = tile * rows
+        h1 = min(Ho, h0 + rows)
+        L = (h1 - h0) * Wp
+        col3 = scratch[0][worker, :group * KH * cg * L].reshape(group, KH * cg, L)
+        z = scratch[1][worker, :group * KW * mg * L].reshape(group, KW * mg, L)
+        rowshift_col3(x3[img], col3, h0, group, KH, DH, PH, PW, Wp)
+        np.matmul(a, col3, out=z)
+        rowshift_sum(z, y3[img], h0, h1, b, has_bias, KW, DW, Wp)
+
+    cp.run_tasks(task, n * tiles, workers)
+
+
+def conv_backward_filter(x, dy, dw, plan, scratch):
+    """dw = Σ over images and output positions of dy ⊗ the input patch (shapes as conv_forward).
+
+    scratch: (per-worker col, per-worker gathered dY, per-chunk partial sums, NHWC total).
+    """
+    nchw, group, _, strategy, chunk, workers = plan[:PLAN_HEAD]
+    p = _canon(plan)
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    n = x.shape[0]
+    m = dw.shape[0]
+    mg = m // group
+    kg = dw[0].size
+    P = Do * Ho * Wo
+    if n == 0 or dw.size == 0:
+        dw[...] = 0
+        return
+    n_tasks = -(-n // chunk)
+    pointwise = strategy == FWD_GEMM1X1
+    # partial sums are dWᵀ (Kg, Mg) per group: the (Kg x positions) @ (positions x Mg) GEMM ran
+    # 20% faster than dY @ colᵀ on the 3x3/64-channel layer (1.95 vs 2.42 ms per image)
+    parts = scratch[2][:n_tasks].reshape(n_tasks, group, kg, mg)
+    if nchw:
+        dy3 = dy.reshape(n, m, P)
+
+    def task(t, worker):
+        n0 = t * chunk
+        n1 = min(n, n0 + chunk)
+        k = n1 - n0
+        if nchw:
+            if pointwise and k == 1:
+                col = x[n0].reshape(group, kg, P)
+            elif pointwise:
+                col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
+                gather_images(x.reshape(n, group * kg, P), n0, col)
+            else:
+                col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
+                im2col_nchw(x, n0, col, p, group)
+            if k == 1:
+                dyg = dy3[n0].reshape(group, mg, P)
+            else:
+                dyg = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
+                gather_images(dy3, n0, dyg)
+            np.matmul(col, dyg.transpose(0, 2, 1), out=parts[t])
+        else:
+            if pointwise:
+                col = x[n0:n1].reshape(k * P, group, kg)
+            else:
+                col = scratch[0][worker, :k * P * group * kg].reshape(k * P, group, kg)
+                im2col_nhwc(x, n0, col, p, group)
+            # the chunk's output positions are consecutive rows in NHWC: one GEMM per group
+            np.matmul(col.transpose(1, 2, 0), dy[n0:n1].reshape(k * P, group, mg).transpose(1, 0, 2), out=parts[t])
+
+    cp.run_tasks(task, n_tasks, workers)
+    total = scratch[3][:group * kg * mg].reshape(group, kg, mg)
+    sum_partials(parts, total)
+    dw.reshape(group, mg, kg)[...] = total.transpose(0, 2, 1)
+
+
+def conv_backward_data(dy, w, dx, plan, flipped, scratch):
+    """dx = the input gradient of y = conv(x, w) for the output gradient dy (shapes as
+    conv_forward): a row-shift convolution of dy with the flipped filter when ``flipped`` is a
+    plan, else col2im(wᵀ·dy).  scratch: (col, gathered dY, -, -) or (col3, z, flipped filter,
+    rearranged filter)."""
+    nchw, group, _, strategy, chunk, workers = plan[:PLAN_HEAD]
+    p = _canon(plan)
+    n = dx.shape[0]
+    m = w.shape[0]
+    if n == 0 or dx.size == 0:
+        return
+    if m == 0:
+        dx[...] = 0
+        return
+    mg = m // group
+    kg = w[0].size
+    if flipped is not None:
+        c = dx.shape[1]
+        cg = c // group
+        KD, KH, KW = w.shape[2:5]
+        # wf[g*Cg + c, m, kd, kh, kw] = w[g*Mg + m, c, KD-1-kd, KH-1-kh, KW-1-kw]
+        wf = scratch[2].reshape(c, mg, KD, KH, KW)
+        wf.reshape(group, cg, mg, KD, KH, KW)[...] = \
+            w.reshape(group, mg, cg, KD, KH, KW)[:, :, :, ::-1, ::-1, ::-1].transpose(0, 2, 1, 3, 4, 5)
+        conv_forward(dy, wf, wf.reshape(-1), dx, flipped, scratch)
+        return
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    P = Do * Ho * Wo
+    if strategy == FWD_GEMM1X1:
+        cg = kg
+        if nchw:
+            np.matmul(w.reshape(group, mg, cg).transpose(0, 2, 1), dy.reshape(n, group, mg, P),
+                      out=dx.reshape(n, group, cg, P))
+        else:
+            R = dy.size // m
+            np.matmul(dy.reshape(R, group, mg).transpose(1, 0, 2), w.reshape(group, mg, cg),
+                      out=dx.reshape(R, group, cg).transpose(1, 0, 2))
+        return
+    if nchw:
+        wt = w.reshape(group, mg, kg).transpose(0, 2, 1)  # (G, Kg, Mg) view
+        dy3 = dy.reshape(n, m, P)
+    else:
+        wg = w.reshape(group, mg, kg)
+
+    def task(t, worker):
+        n0 = t * chunk
+        n1 = min(n, n0 + chunk)
+        k = n1 - n0
+        if nchw:
+            col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
+            if k == 1:
+                dyg = dy3[n0].reshape(group, mg, P)
+            else:
+                dyg = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
+                gather_images(dy3, n0, dyg)
+            np.matmul(wt, dyg, out=col)
+            col2im_nchw(col, n0, dx, p, group)
+        else:
+            col = scratch[0][worker, :k * P * group * kg].reshape(k * P, group, kg)
+            np.matmul(dy[n0:n1].reshape(k * P, group, mg).transpose(1, 0, 2), wg, out=col.transpose(1, 0, 2))
+            col2im_nhwc(col, n0, dx, p, group)
+
+    cp.run_tasks(task, -(-n // chunk), workers)
+
+
+def add_bias(y, b, nchw):
+    """y += b along the channel axis of a 5-D NCHW / NHWC view."""
+    if nchw:
+        add_bias_rows(y.reshape(y.shape[0], y.shape[1], -1), 0, y.shape[0], b)
+    else:
+        r = y.size // y.shape[-1]
+        add_bias_cols(y.reshape(r, y.shape[-1]), 0, r, b)
+
+
+def bias_grad(dy, db, nchw):
+    """db = Σ of dy over every axis but the channel axis (5-D view)."""
+    if nchw:
+        bias_grad_rows(dy.reshape(dy.shape[0], dy.shape[1], -1), db)
+    else:
+        bias_grad_cols(dy.reshape(-1, dy.shape[-1]), db)
