@@ -54,8 +54,9 @@ def test_collectives_run_in_place_only():
     workspace.FeedBlob("x", np.ones(3, np.float32))
     with pytest.raises(errors.SchemaError, match="same blob as input 1"):
         run("Allreduce", ["cw", "x"], ["y"])
+    workspace.FeedBlob("z", np.ones(3, np.float32))
     with pytest.raises(errors.SchemaError, match="one output per tensor input"):
-        run("Broadcast", ["cw", "x", "x"], ["x"])
+        run("Broadcast", ["cw", "x", "z"], ["x"])
 
 
 def test_mismatched_tensors_are_named():
