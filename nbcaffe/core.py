@@ -207,6 +207,19 @@ def CreateOperator(operator_type, inputs, outputs, name="", control_input=None, 
     return op
 
 
+def CreatePythonOperator(f, inputs, outputs, grad_f=None, pass_workspace=False, python_func_type=None, *args,
+                         **kwargs):
+    """An OperatorDef of type ``Python`` running ``f(inputs, outputs)`` (see nbcaffe.ops.python_op);
+    the function is registered in this process and the op refers to it by its ``token``."""
+    from nbcaffe.ops import python_op
+
+    if python_func_type is not None:
+        func = python_func_type(f)
+        f, grad_f = func.forward, func.backward
+    kwargs["token"] = python_op.register(f, grad_f, pass_workspace)
+    return CreateOperator("Python", inputs, outputs, *args, **kwargs)
+
+
 def _text(blob) -> str:
     return blob.decode("utf-8") if isinstance(blob, bytes) else str(blob)
 
@@ -381,6 +394,15 @@ class Net:
 
     def __dir__(self):
         return sorted(set(super().__dir__()) | set(registry.SCHEMAS))
+
+    def Python(self, f, grad_f=None, python_func_type=None, pass_workspace=False, grad_output_indices=None,
+               grad_input_indices=None):
+        """``net.Python(f, grad_f)(inputs, outputs, **kwargs)`` adds an op running the Python
+        function ``f(inputs, outputs)`` on TensorCPU wrappers (see nbcaffe.ops.python_op)."""
+        from nbcaffe.ops import python_op
+
+        return python_op.net_python(self, f, grad_f, python_func_type, pass_workspace, grad_output_indices,
+                                    grad_input_indices)
 
     def _CreateAndAddToSelf(self, op_type, inputs, outputs=None, **kwargs):
         inputs = _RectifyInputOutput(inputs)
