@@ -528,3 +528,15 @@ def __getattr__(name):
     if name in ("has_gpu_support", "has_cuda_support"):
         return dispatch.cuda_available()
     raise AttributeError(f"module 'nbcaffe.workspace' has no attribute '{name}'")
+
+
+# Immediate mode lives in nbcaffe/immediate.py (it uses the functions above); Caffe2's names here.
+from nbcaffe.immediate import (  # noqa: E402, F401
+    FeedImmediate,
+    FetchImmediate,
+    ImmediateBlobs,
+    IsImmediate,
+    RunOperatorImmediate,
+    StartImmediate,
+    StopImmediate,
+)
