@@ -259,6 +259,9 @@ def python_gradient_maker(op, g_output):
     return ctx.result()
 
 
+python_gradient_maker.grad_op_type = "PythonGradient"
+
+
 @register_op
 class Python(PythonBase):
     """outputs = f(inputs): runs the Python function registered under ``token``.
