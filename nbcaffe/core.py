@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections
 import os
 import sys
+import traceback
+import weakref
 
 import numpy as np
 
@@ -31,6 +33,19 @@ def _creation_site():
     if frame is None:
         return None
     return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+_LIVE_NETS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # net name -> core.Net
+
+
+def creation_sites(net_def):
+    """The creation sites of ``net_def``'s ops when it is the proto of a live core.Net (same name,
+    same op types), e.g. ``CreateNet(net.Proto())`` or a plan's nets; else None."""
+    net = _LIVE_NETS.get(net_def.name)
+    if net is None or net.Proto() is not net_def and [op.type for op in net.Proto().op] != \
+            [op.type for op in net_def.op]:
+        return None
+    return list(net._creation_sites)
 
 
 def IsOperator(op_type) -> bool:
@@ -192,6 +207,8 @@ def CreateOperator(operator_type, inputs, outputs, name="", control_input=None, 
         op.engine = engine
     if debug_info is not None:
         op.debug_info = debug_info
+    elif os.environ.get("CAFFE2_DEBUG") or os.environ.get("NBCAFFE_DEBUG"):
+        op.debug_info = "".join(traceback.format_stack()[:-1])  # Caffe2's creation traceback
     if "random_seed" in kwargs:
         op.device_option.random_seed = int(kwargs.pop("random_seed"))
     if arg is not None:
@@ -275,6 +292,7 @@ class Net:
             self._next_name_index = 0
             name = name_or_proto
         self._net.name = Net._get_next_net_name(name)
+        _LIVE_NETS[self._net.name] = self
 
     # ------------------------------------------------------------------ naming
     def Name(self) -> str:
@@ -431,7 +449,11 @@ class Net:
     def AppendNet(self, net):
         """Append another net's ops and external I/O to this one."""
         other = net.Proto() if isinstance(net, Net) else net
-        self._ExtendOps(list(other.op))
+        sites = list(net._creation_sites) if isinstance(net, Net) else [None] * len(other.op)
+        self._net.op.extend(other.op)
+        for op, site in zip(other.op, sites + [None] * (len(other.op) - len(sites))):
+            self._op_outputs.update(op.output)
+            self._creation_sites.append(site)
         for blob in other.external_input:
             if not self.BlobIsDefined(blob):
                 self.AddExternalInput(blob)

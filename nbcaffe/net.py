@@ -195,7 +195,9 @@ class PlanRunner:
                         f" the plan nor created in the workspace.{errors.did_you_mean(name, self.nets)}")
                 instance = existing
             else:
-                instance = NetInstance(net_def, self.workspace)
+                from nbcaffe import core
+
+                instance = NetInstance(net_def, self.workspace, sites=core.creation_sites(net_def))
             self._instances[name] = instance
         return instance
 

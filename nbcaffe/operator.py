@@ -348,7 +348,19 @@ class Operator:
         lines.append(f"  device: {describe(self.device_option)}, engine: {engine}")
         if self.site:
             lines.append(f"  created at: {self.site}")
+        elif self.op_def.debug_info:  # Caffe2's CAFFE2_DEBUG creation traceback (or any text it carries)
+            lines.append(f"  created at (debug_info): {_last_user_frame(self.op_def.debug_info)}")
         return "\n".join(lines)
+
+
+def _last_user_frame(debug_info) -> str:
+    """The innermost 'File ..., line N, in f' of a traceback text outside nbcaffe itself."""
+    package = __file__.rsplit("/", 1)[0] + "/"
+    frames = [line.strip() for line in debug_info.splitlines() if line.strip().startswith("File ")]
+    user = [f for f in frames if package not in f]
+    if user or frames:
+        return (user or frames)[-1]
+    return debug_info.strip().splitlines()[-1][:300] if debug_info.strip() else ""
 
 
 def _arity(declared, names):

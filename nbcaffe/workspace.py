@@ -32,7 +32,9 @@ def _name(blob) -> str:
 def _net_def_and_sites(net):
     """(NetDef, creation sites) from a core.Net, a NetDef, or serialized bytes."""
     if isinstance(net, caffe2_pb2.NetDef):
-        return net, None
+        from nbcaffe import core
+
+        return net, core.creation_sites(net)
     if hasattr(net, "Proto") and callable(net.Proto):
         return net.Proto(), getattr(net, "_creation_sites", None)
     if isinstance(net, (bytes, bytearray)):
