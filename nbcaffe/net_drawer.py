@@ -10,7 +10,7 @@ Two ways in, one drawing:
 
 Both are built by one walker over the operators, so they always agree.  Operators are filled
 boxes (forward: green; gradient ops — ``is_gradient_op`` or a ``...Gradient``/``...Grad`` type:
-orange); blobs are octagons (gradient blobs, ``*_grad``: orange outline).  A blob written
+orange, as is autograd's seed fill); blobs are octagons (gradient blobs, ``*_grad``: orange outline).  A blob written
 again later in the net gets a new node (``fc1`` then ``fc1 (2)`` internally), as in Caffe2,
 so in-place ops and parameter updates do not draw cycles.
 
@@ -149,8 +149,10 @@ def _rectify_operator_and_name(operators_or_net, name):
 
 
 def is_gradient_op(op) -> bool:
-    """Whether an OperatorDef belongs to a backward pass (drawn in the gradient colour)."""
-    return bool(op.is_gradient_op) or op.type.endswith("Gradient") or op.type.endswith("Grad")
+    """Whether an OperatorDef belongs to a backward pass (drawn in the gradient colour): marked
+    ``is_gradient_op``, a ``...Gradient``/``...Grad`` type, or autograd's seed fill (``*_autogen_grad``)."""
+    return bool(op.is_gradient_op) or op.type.endswith(("Gradient", "Grad")) or \
+        any(out.endswith("_autogen_grad") for out in op.output)
 
 
 def _op_node_name(op, op_id, append_output):
