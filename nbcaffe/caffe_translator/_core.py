@@ -210,7 +210,7 @@ DATA_LAYERS = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "Dum
                "AnnotatedData")
 
 
-def declared_inputs(caffe_net, layers, state):
+def declared_inputs(caffe_net, layers):
     """[(name, shape or None)] of the net's inputs: legacy net-level inputs, Input layers,
     then data-layer tops (their shapes are not in the prototxt)."""
     found = []
@@ -382,7 +382,7 @@ def translate(caffe_net, pretrained_net, is_test=True, net_state=None, remove_le
         used.update(layer.bottom)
         used.update(layer.top)
     ctx = Translation(is_test, remove_legacy_pad, used)
-    inputs = declared_inputs(caffe_net, layers, net_state)
+    inputs = declared_inputs(caffe_net, layers)
     dims = _input_dims_map(input_dims, inputs)
     for name, shape in inputs:
         shape = dims.get(name, shape)
