@@ -80,20 +80,22 @@ def test_deconvolution(group, stride, pad):
 
 # ------------------------------------------------------------------------------- pooling
 
-POOL_CASES = [  # (pool, kernel, stride, pad, H, W, expected op sequence)
-    ("MAX", (3, 3), (2, 2), (0, 0), 9, 10, ["MaxPool"]),
-    ("MAX", (3, 2), (2, 1), (1, 1), 8, 7, ["MaxPool"]),
-    ("AVE", (3, 3), (2, 2), (0, 0), 8, 9, ["AveragePool"]),       # ceil windows clipped to the image
-    ("AVE", (3, 3), (1, 1), (1, 1), 6, 7, ["AveragePool"]),       # count_include_pad
-    ("AVE", (3, 3), (2, 2), (1, 1), 8, 9, ["PadImage", "AveragePool"]),  # clipped to the padded border
-    ("AVE", (2, 2), (4, 4), (1, 1), 10, 10, ["PadImage", "AveragePool"]),  # Caffe drops a window in the padding
-    ("AVE", (3, 5), (2, 1), (2, 1), 19, 29, ["PadImage", "AveragePool"]),
+POOL_CASES = [  # (pool, kernel, stride, pad, H, W, expected ops, legacy_pad=3 kept)
+    ("MAX", (3, 3), (2, 2), (0, 0), 9, 10, ["MaxPool"], True),
+    ("MAX", (3, 2), (2, 1), (1, 1), 8, 7, ["MaxPool"], True),
+    # Caffe drops the last column although only H is padded; Caffe2's rule would keep an empty window
+    ("MAX", (3, 1), (3, 3), (1, 0), 6, 5, ["MaxPool"], False),
+    ("AVE", (3, 3), (2, 2), (0, 0), 8, 9, ["AveragePool"], True),       # ceil windows clipped to the image
+    ("AVE", (3, 3), (1, 1), (1, 1), 6, 7, ["AveragePool"], True),       # count_include_pad
+    ("AVE", (3, 3), (2, 2), (1, 1), 8, 9, ["PadImage", "AveragePool"], True),  # clipped to the padded border
+    ("AVE", (2, 2), (4, 4), (1, 1), 10, 10, ["PadImage", "AveragePool"], False),  # a window dropped in the padding
+    ("AVE", (3, 5), (2, 1), (2, 1), 19, 29, ["PadImage", "AveragePool"], True),
 ]
 
 
-@pytest.mark.parametrize("pool,kernel,stride,pad,h,w,ops", POOL_CASES)
+@pytest.mark.parametrize("pool,kernel,stride,pad,h,w,ops,legacy", POOL_CASES)
 @pytest.mark.parametrize("remove_legacy_pad", [False, True])
-def test_pooling_matches_caffe(pool, kernel, stride, pad, h, w, ops, remove_legacy_pad):
+def test_pooling_matches_caffe(pool, kernel, stride, pad, h, w, ops, legacy, remove_legacy_pad):
     x = normal(2, 3, h, w)
     y, net = one_layer(f'layer {{ name: "p" type: "Pooling" bottom: "data" top: "y" pooling_param {{ pool: {pool}'
                        f' kernel_h: {kernel[0]} kernel_w: {kernel[1]} stride_h: {stride[0]} stride_w: {stride[1]}'
@@ -101,7 +103,7 @@ def test_pooling_matches_caffe(pool, kernel, stride, pad, h, w, ops, remove_lega
     close(y, caffe_pool_ref(x, kernel, stride, pad, pool))
     assert op_types(net) == ops
     has_legacy = any(a.name == "legacy_pad" for op in net.op for a in op.arg)
-    assert has_legacy == (not remove_legacy_pad and (pool, stride, pad) != ("AVE", (4, 4), (1, 1)))
+    assert has_legacy == (legacy and not remove_legacy_pad)
 
 
 def test_pooling_floor_mode_global_and_other_batch_sizes():
