@@ -453,3 +453,16 @@ def test_net_level_inputs_and_multi_top_input_layer():
     assert list(net.external_input) == ["a", "b", "c"]
     assert list(net.external_output) == ["ra", "bc"]
     close(out["bc"], 2 * b)
+
+
+def test_parameter_names_never_collide():
+    """A Scale running in place on a Convolution's top would reuse `<top>_w` (Caffe2 overwrote
+    the convolution weight with it); the second parameter gets a numbered name."""
+    x, w, b, s = normal(1, 2, 5, 5), normal(3, 2, 3, 3), normal(3), normal(3)
+    text = (inputs_text(data=x.shape) +
+            'layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 3'
+            ' kernel_size: 3 } }\n'
+            'layer { name: "s" type: "Scale" bottom: "c" top: "c" }\n')
+    out, net = translate_run(text, {"data": x}, weights_net(c=[w, b], s=[s]), fetch=["c"])
+    assert list(net.external_input) == ["data", "c_w", "c_b", "c_w_1"]
+    close(out["c"], conv_ref(x, w, b) * s.reshape(1, 3, 1, 1), rtol=1e-4)

@@ -135,4 +135,4 @@ def test_generate_script_is_importable_without_grpc_tools():
     spec = importlib.util.spec_from_file_location("gen", pathlib.Path(REPO / "proto" / "generate.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.PROTOS == ("caffe2.proto",)
+    assert module.PROTOS == ("caffe2.proto", "caffe.proto")
