@@ -7,6 +7,7 @@ import numpy as np
 
 from nbcaffe import core, model_helper, optimizer, workspace
 from nbcaffe import data_parallel_model as dpm
+from nbcaffe.devices import DeviceOption
 from nbcaffe.models import MODELS, input_shape
 
 LR, MOMENTUM = 0.05, 0.9
@@ -39,14 +40,19 @@ def build_reference(name):
     return m
 
 
-def build_parallel(name, devices, rendezvous=None, shared_model=False):
+def build_parallel(name, devices, rendezvous=None, shared_model=False, cpu_device=True):
     fresh()
     m = model_helper.ModelHelper(name="dp")
     dpm.Parallelize(m, input_builder_fun=lambda model: None,
                     forward_pass_builder_fun=lambda model, loss_scale: [_loss(model, name, loss_scale)],
-                    optimizer_builder_fun=_sgd, devices=devices, cpu_device=True, rendezvous=rendezvous,
+                    optimizer_builder_fun=_sgd, devices=devices, cpu_device=cpu_device, rendezvous=rendezvous,
                     shared_model=shared_model)
     return m
+
+
+def _replica(m, device):
+    """(name prefix, DeviceOption) of a replica."""
+    return f"{m._device_prefix}_{device}/", DeviceOption(m._device_type, device)
 
 
 def batches(name, steps, global_batch, seed=3):
@@ -91,17 +97,18 @@ def feed_shards(m, x, y, shard=0, num_shards=1):
     per = x.shape[0] // parts
     for k, d in enumerate(devices):
         start = (shard * len(devices) + k) * per
-        workspace.FeedBlob(f"cpu_{d}/data", x[start:start + per])
-        workspace.FeedBlob(f"cpu_{d}/label", y[start:start + per])
+        prefix, option = _replica(m, d)
+        workspace.FeedBlob(prefix + "data", x[start:start + per], device_option=option)
+        workspace.FeedBlob(prefix + "label", y[start:start + per], device_option=option)
 
 
 def start_parallel(m, x, y, init, shard=0, num_shards=1):
     """Feed the first batch, init (with the given parameters in replica 0), create the nets."""
     feed_shards(m, x, y, shard, num_shards)
     dpm.RunInitNet(m)
-    first = dpm.GetDevices(m)[0]
+    prefix, option = _replica(m, dpm.GetDevices(m)[0])
     for p, v in init.items():
-        workspace.FeedBlob(f"cpu_{first}/{p}", v)
+        workspace.FeedBlob(prefix + p, v, device_option=option)
     dpm.FinalizeAfterCheckpoint(m)
 
 
@@ -112,7 +119,8 @@ def train_parallel(m, xs, ys, shard=0, num_shards=1, steps=None):
 
 
 def replica_params(m, init, device):
-    return {p: workspace.FetchBlob(f"cpu_{device}/{p}") for p in init}
+    prefix, _ = _replica(m, device)
+    return {p: workspace.FetchBlob(prefix + p) for p in init}
 
 
 def max_relative_error(a, b):

@@ -4,7 +4,8 @@ MODE "train": the collectives across ranks, N replicas vs one model on the whole
 LeNet, one and two replicas per rank), and a checkpoint written by rank 0, loaded by every rank
 and resumed; each rank writes its measurements to OUT_DIR/rank<r>.json.
 MODE "crash": rank 1 raises in the middle of training; "kill": rank 1 is killed (SIGKILL);
-"leave": rank 1 stops early and exits normally while rank 0 trains on (a 3 s collective timeout)."""
+"leave": rank 1 stops early and exits normally while rank 0 trains on (a 3 s collective timeout).
+MODE "gpu" (under NUMBA_ENABLE_CUDASIM=1): one GPU replica per rank, the MLP equivalence."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the repository root instead of tests/ (whose tests/cuda package would shadow NVIDIA's `cuda`)
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
@@ -44,15 +46,15 @@ def collectives(rank, size):
     return ok
 
 
-def equivalence(name, devices, rank, size):
+def equivalence(name, devices, rank, size, cpu_device=True, steps=K):
     """Max relative difference between this rank's replicas and the whole-batch model."""
     n = len(devices) * size
-    xs, ys = c.batches(name, K, n * B)
+    xs, ys = c.batches(name, steps, n * B)
     init = c.initial_params(name)
     workspace.ResetWorkspace()
     ref = c.train_reference(name, xs, ys, init)
     workspace.ResetWorkspace()
-    m = c.build_parallel(name, devices, rendezvous=distributed.mpi_rendezvous())
+    m = c.build_parallel(name, devices, rendezvous=distributed.mpi_rendezvous(), cpu_device=cpu_device)
     c.start_parallel(m, xs[0], ys[0], init, rank, size)
     c.train_parallel(m, xs, ys, rank, size)
     errs = [c.max_relative_error(c.replica_params(m, init, d), ref) for d in devices]
@@ -123,6 +125,11 @@ def failing(mode, rank, size):
 def main():
     mode, out_dir = sys.argv[1], sys.argv[2]
     rank, size = distributed.rank_and_size()
+    if mode == "gpu":  # one GPU per rank (run under NUMBA_ENABLE_CUDASIM=1): staged through the host
+        result = {"rank": rank, "MLP_gpu": equivalence("MLP", [0], rank, size, cpu_device=False, steps=2)}
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
+            json.dump(result, handle)
+        return
     if mode != "train":
         failing(mode, rank, size)
         return

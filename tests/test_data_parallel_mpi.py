@@ -28,9 +28,9 @@ pytestmark = pytest.mark.skipif(
 TOLERANCE = 1e-5
 
 
-def launch(mode, out_dir, timeout):
+def launch(mode, out_dir, timeout, **extra_env):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **extra_env)
     for var in distributed._LAUNCHER_VARS:  # a test run under mpiexec must not confuse the child job
         env.pop(var, None)
     command = [MPIEXEC, "--oversubscribe", "-n", "2", sys.executable, str(SCRIPT), mode, str(out_dir)]
@@ -77,3 +77,14 @@ def test_a_failing_rank_ends_the_job_with_a_clear_error(tmp_path, mode, expected
     assert expected in text, text[-3000:]
     assert "rank 0 finished all steps" not in text
     assert seconds < 240
+
+
+@pytest.mark.cuda
+def test_gpu_replicas_across_ranks_stage_through_the_host(tmp_path):
+    """One (simulated) GPU per rank: the Allreduce copies each gradient to the host, reduces it
+    over MPI and copies it back."""
+    done, _ = launch("gpu", tmp_path, timeout=900, NUMBA_ENABLE_CUDASIM=os.environ.get("NUMBA_ENABLE_CUDASIM", "1"))
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    for r in range(2):
+        result = json.loads((tmp_path / f"rank{r}.json").read_text())["MLP_gpu"]
+        assert result["max_rel_err"] < TOLERANCE and result["moved"] > 1e-3, result
