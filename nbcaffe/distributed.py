@@ -40,8 +40,11 @@ from nbcaffe import errors
 log = logging.getLogger("nbcaffe")
 
 DEFAULT_TIMEOUT_SEC = 300.0  # Caffe2's barrier default; generous because first steps compile kernels
-_SPIN_SECONDS = 2e-3  # poll without sleeping this long (small messages finish in microseconds)
-_MAX_PAUSE = 5e-4  # then sleep between polls, doubling up to this (frees the core when oversubscribed)
+# Waiting: poll with Test() and yield the core (sched_yield) for this long -- both ranks keep
+# driving a transfer's progress and a rank sharing its core lets the others run -- then, for a
+# peer that is far behind (still computing), sleep between polls, doubling up to _MAX_PAUSE.
+_SPIN_SECONDS = 0.05
+_MAX_PAUSE = 1e-3
 
 # Variables that MPI launchers set in every rank's environment.
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
@@ -268,8 +271,10 @@ class MPIWorld(CommonWorld):
                     f" (compiling, loading data: raise the timeout with rendezvous['timeout_sec'] or"
                     f" NBCAFFE_COLLECTIVE_TIMEOUT), or runs a different net or number of iterations. The"
                     f" common world is now unusable; an uncaught error aborts the whole MPI job."))
-            if now - t0 > _SPIN_SECONDS:
-                pause = min(_MAX_PAUSE, pause * 2 or 2e-5)
+            if now - t0 < _SPIN_SECONDS:
+                os.sched_yield()
+            else:
+                pause = min(_MAX_PAUSE, pause * 2 or 5e-5)
                 time.sleep(pause)
 
     def _fail(self, exc):
