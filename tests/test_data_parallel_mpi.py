@@ -88,3 +88,22 @@ def test_gpu_replicas_across_ranks_stage_through_the_host(tmp_path):
     for r in range(2):
         result = json.loads((tmp_path / f"rank{r}.json").read_text())["MLP_gpu"]
         assert result["max_rel_err"] < TOLERANCE and result["moved"] > 1e-3, result
+
+
+def test_example_script_trains_on_two_ranks_and_resumes(tmp_path):
+    """examples/train_mpi.py as its docstring runs it, then resumed from its checkpoint."""
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for var in distributed._LAUNCHER_VARS:
+        env.pop(var, None)
+    base = [MPIEXEC, "--oversubscribe", "-n", "2", sys.executable, str(REPO / "examples" / "train_mpi.py"),
+            "--db", str(tmp_path / "train.minidb"), "--checkpoint", str(tmp_path / "ckpt.minidb")]
+    first = subprocess.run(base + ["--steps", "40", "--every", "20"], env=env, capture_output=True, text=True,
+                           timeout=600, cwd=REPO)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    losses = [float(line.split()[3]) for line in first.stdout.splitlines() if line.startswith("step")]
+    assert len(losses) == 4 and losses[-1] < losses[0], first.stdout
+    again = subprocess.run(base + ["--steps", "50", "--resume"], env=env, capture_output=True, text=True,
+                           timeout=600, cwd=REPO)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "starting at step 40" in again.stdout and "step    50" in again.stdout
