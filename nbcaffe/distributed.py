@@ -342,9 +342,14 @@ def rank_and_size():
 
 
 def local_size() -> int:
-    """How many ranks of the job share this host (1 when not launched by MPI)."""
+    """How many ranks of the job share this host (1 when not launched by MPI): from the
+    launcher's environment (Open MPI, MPICH), else a shared-memory split of COMM_WORLD (a
+    collective: every rank must call it then)."""
     if not launched_by_mpi():
         return 1
+    for var in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
     MPI = _mpi()
     node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
     try:
