@@ -43,7 +43,10 @@ DEFAULT_TIMEOUT_SEC = 300.0  # Caffe2's barrier default; generous because first 
 # Waiting: poll with Test() and yield the core (sched_yield) for this long -- both ranks keep
 # driving a transfer's progress and a rank sharing its core lets the others run -- then, for a
 # peer that is far behind (still computing), sleep between polls, doubling up to _MAX_PAUSE.
+# With more ranks than cores on the host a spinning rank takes time from the one it waits for,
+# so it starts sleeping after _SPIN_SECONDS_OVERSUBSCRIBED.
 _SPIN_SECONDS = 0.05
+_SPIN_SECONDS_OVERSUBSCRIBED = 1e-3
 _MAX_PAUSE = 1e-3
 
 # Variables that MPI launchers set in every rank's environment.
@@ -228,6 +231,8 @@ class MPIWorld(CommonWorld):
         self.rank = comm.Get_rank()
         self.broken = None
         self.cuda_aware = cuda_aware_mpi()
+        oversubscribed = local_size() > (os.cpu_count() or 1)
+        self.spin_seconds = _SPIN_SECONDS_OVERSUBSCRIBED if oversubscribed else _SPIN_SECONDS
 
     def clone(self, name=""):
         return MPIWorld(self.comm.Dup(), self.timeout, name or self.name)
@@ -271,7 +276,7 @@ class MPIWorld(CommonWorld):
                     f" (compiling, loading data: raise the timeout with rendezvous['timeout_sec'] or"
                     f" NBCAFFE_COLLECTIVE_TIMEOUT), or runs a different net or number of iterations. The"
                     f" common world is now unusable; an uncaught error aborts the whole MPI job."))
-            if now - t0 < _SPIN_SECONDS:
+            if now - t0 < self.spin_seconds:
                 os.sched_yield()
             else:
                 pause = min(_MAX_PAUSE, pause * 2 or 5e-5)
