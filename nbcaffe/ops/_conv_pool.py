@@ -166,6 +166,10 @@ def parse_window(args, where, kind) -> Window:
     if kernel is None and not global_pooling:
         raise errors.ArgumentError(
             f"{where}: the kernel size is required: give 'kernel', 'kernel_h' and 'kernel_w', or 'kernels'")
+    if global_pooling and kernel is not None and not _any(kernel, lambda v: v != 0):
+        # Caffe2's translator writes 'kernel: 0' beside 'global_pooling: 1' (zoo SqueezeNet,
+        # DenseNet); Caffe2 ignored the kernel there, so do we
+        kernel = None
     if global_pooling:
         moved = [name for name, value in (("stride", stride), ("dilation", dilation)) if _any(value, lambda v: v != 1)]
         if _any(pads, lambda v: v != 0):
