@@ -415,3 +415,99 @@ class DBReaderProto(_message.Message):
     db_type: str
     key: str
     def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., db_type: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("project", "modelClass", "version", "predictorType", "modelId")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    MODELCLASS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREDICTORTYPE_FIELD_NUMBER: _ClassVar[int]
+    MODELID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    modelClass: str
+    version: str
+    predictorType: str
+    modelId: str
+    def __init__(self, project: _Optional[str] = ..., modelClass: _Optional[str] = ..., version: _Optional[str] = ..., predictorType: _Optional[str] = ..., modelId: _Optional[str] = ...) -> None: ...
+
+class BlobsMap(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NetsMap(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: NetDef
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[NetDef, _Mapping]] = ...) -> None: ...
+
+class PlansMap(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: PlanDef
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[PlanDef, _Mapping]] = ...) -> None: ...
+
+class StringMap(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class MetaNetDef(_message.Message):
+    __slots__ = ("blobs", "nets", "modelInfo", "plans", "applicationSpecificInfo", "blobsOrder", "preLoadBlobs")
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    NETS_FIELD_NUMBER: _ClassVar[int]
+    MODELINFO_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    APPLICATIONSPECIFICINFO_FIELD_NUMBER: _ClassVar[int]
+    BLOBSORDER_FIELD_NUMBER: _ClassVar[int]
+    PRELOADBLOBS_FIELD_NUMBER: _ClassVar[int]
+    blobs: _containers.RepeatedCompositeFieldContainer[BlobsMap]
+    nets: _containers.RepeatedCompositeFieldContainer[NetsMap]
+    modelInfo: ModelInfo
+    plans: _containers.RepeatedCompositeFieldContainer[PlansMap]
+    applicationSpecificInfo: _containers.RepeatedCompositeFieldContainer[StringMap]
+    blobsOrder: _containers.RepeatedScalarFieldContainer[str]
+    preLoadBlobs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, blobs: _Optional[_Iterable[_Union[BlobsMap, _Mapping]]] = ..., nets: _Optional[_Iterable[_Union[NetsMap, _Mapping]]] = ..., modelInfo: _Optional[_Union[ModelInfo, _Mapping]] = ..., plans: _Optional[_Iterable[_Union[PlansMap, _Mapping]]] = ..., applicationSpecificInfo: _Optional[_Iterable[_Union[StringMap, _Mapping]]] = ..., blobsOrder: _Optional[_Iterable[str]] = ..., preLoadBlobs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PredictorConsts(_message.Message):
+    __slots__ = ("META_NET_DEF", "PREDICTOR_DBREADER", "PARAMETERS_BLOB_TYPE", "INPUTS_BLOB_TYPE", "OUTPUTS_BLOB_TYPE", "GLOBAL_INIT_NET_TYPE", "PREDICT_INIT_NET_TYPE", "PREDICT_NET_TYPE", "SINGLE_PREDICTOR", "MULTI_PREDICTOR", "TRAIN_INIT_PLAN_TYPE", "TRAIN_PLAN_TYPE", "SHAPE_INFO_BLOB", "DEFERRED_BLOB_READER")
+    META_NET_DEF_FIELD_NUMBER: _ClassVar[int]
+    PREDICTOR_DBREADER_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_BLOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_BLOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_BLOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_INIT_NET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PREDICT_INIT_NET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PREDICT_NET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SINGLE_PREDICTOR_FIELD_NUMBER: _ClassVar[int]
+    MULTI_PREDICTOR_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_INIT_PLAN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_PLAN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_INFO_BLOB_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_BLOB_READER_FIELD_NUMBER: _ClassVar[int]
+    META_NET_DEF: str
+    PREDICTOR_DBREADER: str
+    PARAMETERS_BLOB_TYPE: str
+    INPUTS_BLOB_TYPE: str
+    OUTPUTS_BLOB_TYPE: str
+    GLOBAL_INIT_NET_TYPE: str
+    PREDICT_INIT_NET_TYPE: str
+    PREDICT_NET_TYPE: str
+    SINGLE_PREDICTOR: str
+    MULTI_PREDICTOR: str
+    TRAIN_INIT_PLAN_TYPE: str
+    TRAIN_PLAN_TYPE: str
+    SHAPE_INFO_BLOB: str
+    DEFERRED_BLOB_READER: str
+    def __init__(self, META_NET_DEF: _Optional[str] = ..., PREDICTOR_DBREADER: _Optional[str] = ..., PARAMETERS_BLOB_TYPE: _Optional[str] = ..., INPUTS_BLOB_TYPE: _Optional[str] = ..., OUTPUTS_BLOB_TYPE: _Optional[str] = ..., GLOBAL_INIT_NET_TYPE: _Optional[str] = ..., PREDICT_INIT_NET_TYPE: _Optional[str] = ..., PREDICT_NET_TYPE: _Optional[str] = ..., SINGLE_PREDICTOR: _Optional[str] = ..., MULTI_PREDICTOR: _Optional[str] = ..., TRAIN_INIT_PLAN_TYPE: _Optional[str] = ..., TRAIN_PLAN_TYPE: _Optional[str] = ..., SHAPE_INFO_BLOB: _Optional[str] = ..., DEFERRED_BLOB_READER: _Optional[str] = ...) -> None: ...
