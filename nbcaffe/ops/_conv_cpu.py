@@ -11,6 +11,12 @@ Strategies (the measurements behind each choice are in docs/design.md, "Convolut
   input instead of im2col's KH*KW x); one GEMM with the filter rearranged to (KW*M, KH*C)
   gives KW partial images Z, and Y is the sum of those partials shifted by kw (one pass that
   also adds the bias).  Extra work: the Wp - Wo garbage columns per row (3.6% at 56x56).
+* NCHW, unit strides, at most 2 spatial dims and a shallow GEMM (Cg*KH*KW <= 32, e.g. LeNet's
+  first layer: 1 channel, 5x5): "direct" padded-row kernels, no GEMM and no im2col matrix
+  (_conv_kernels.direct_*).  The forward pass accumulates each output channel over contiguous
+  row passes of the (padded) input plane, five kernel columns per pass; the filter gradient
+  is one dot product per tap between dY's rows (padded to the same row length) and the input
+  plane, with the bias gradient summed on the way.
 * Everything else: im2col per chunk of images, the chunk's images side by side in the col
   matrix so one GEMM serves them all (small images: LeNet's 8x8 outputs), then a scatter.
 * Gradients: dX with unit strides is a row-shift convolution of dY with the flipped,
@@ -40,6 +46,8 @@ from nbcaffe.ops._conv_kernels import (
     bias_grad_rows,
     col2im_nchw,
     col2im_nhwc,
+    direct_conv_nchw,
+    direct_filter_grad_nchw,
     gather_images,
     im2col_nchw,
     im2col_nhwc,
@@ -60,13 +68,21 @@ TASK_BYTES = 8 << 20
 # Scratch (CPU only; the CUDA kernels need none) is a 4-tuple of per-worker / per-task
 # arrays: (col, aux, parts, extra) whose meaning depends on the pass (see each driver).
 
-FWD_GEMM1X1, FWD_ROWSHIFT, FWD_IM2COL = 0, 1, 2
+FWD_GEMM1X1, FWD_ROWSHIFT, FWD_IM2COL, FWD_DIRECT = 0, 1, 2, 3
 PLAN_HEAD = 6
 # Row-shift computes padded-width columns; above this ratio of computed to needed columns
 # (small images: LeNet's 12x12 -> 8x8 conv computes 1.5x) im2col is cheaper, and below this
 # GEMM depth (KH x input channels per group; LeNet's conv1 has 5) the GEMMs are too thin.
 ROWSHIFT_MAX_WASTE = 1.2
 ROWSHIFT_MIN_DEPTH = 32
+# Direct padded-row kernels (_conv_kernels.direct_*) where the GEMM would be this shallow or
+# less (input channels per group x taps: LeNet's first layer has 25) and the padded rows
+# waste at most this ratio of extra positions.
+DIRECT_MAX_DEPTH = 32
+DIRECT_MAX_WASTE = 1.5
+# Direct passes split the batch into about this many tasks per thread (balance under a
+# co-tenant; a task of a few images costs ~5 us to hand out).
+DIRECT_TASKS_PER_THREAD = 4
 
 
 def _canon(plan):
@@ -84,12 +100,32 @@ def _rowshift_ok(geo, canon):
         and canon[6] == 1 and min(canon[15:]) >= 0
 
 
+def _direct_ok(geo, canon, cg):
+    """Direct kernels: NCHW, at most 2 spatial dims, unit strides, non-negative head pads, a
+    shallow GEMM depth and few wasted positions per padded row."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = canon
+    Wp = Wo + (KW - 1) * DW
+    return (geo.order == "NCHW" and D == 1 and KD == 1 and SH == 1 and SW == 1 and min(PH, PW) >= 0
+            and cg * KH * KW <= DIRECT_MAX_DEPTH and Wp <= DIRECT_MAX_WASTE * Wo)
+
+
+def _direct_plan(n, canon, cg, threads):
+    """(chunk, workers, n_tasks, L, plane) of a direct pass: images per task, positions per
+    padded-row image, and the padded planes' scratch size."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = canon
+    Wp = Wo + (KW - 1) * DW
+    Hp = Ho + (KH - 1) * DH
+    chunk = max(1, -(-n // (threads * DIRECT_TASKS_PER_THREAD))) if threads > 1 else n
+    n_tasks = -(-n // chunk)
+    return chunk, min(threads, n_tasks), n_tasks, Ho * Wp, cg * Hp * Wp
+
+
 def _chunk(n, per_image_bytes, threads):
     """Images per task: within TASK_BYTES, and at least `threads` tasks when there are images enough."""
     return max(1, min(TASK_BYTES // max(per_image_bytes, 1), -(-n // threads)))
 
 
-def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, rowshift=True):
+def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, rowshift=True, direct=True):
     """(plan, scratch shapes) of y = conv(x) for ``geo`` (x: (N, C, in_sp) -> y: (N, m_out, out_sp))."""
     canon = geo.canonical()
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = canon
@@ -106,6 +142,9 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
             return head + (FWD_GEMM1X1, chunk, min(threads, -(-n // chunk))) + canon, ()
         rows = -(-(n * P) // threads)
         return head + (FWD_GEMM1X1, rows, min(threads, -(-(n * P) // rows))) + canon, ()
+    if direct and cpu and _direct_ok(geo, canon, cg):
+        chunk, workers, _, L, plane = _direct_plan(n, canon, cg, threads)
+        return head + (FWD_DIRECT, chunk, workers) + canon, ((workers, L), (workers, plane), (1,), (1,))
     Wp = Wo + (KW - 1) * DW
     if rowshift and _rowshift_ok(geo, canon) and Wp <= ROWSHIFT_MAX_WASTE * Wo and KH * cg >= ROWSHIFT_MIN_DEPTH:
         row_bytes = (KH * c + KW * m_out) * Wp * itemsize
@@ -134,6 +173,11 @@ def filter_grad_plan(geo: cp.Geometry, group, m_out, itemsize, cpu=True):
     kg = cg * math.prod(canon[6:9])
     P = math.prod(canon[3:6])
     threads = cp.num_threads() if cpu else 1
+    if cpu and _direct_ok(geo, canon, cg):
+        # partial sums of dW and db per task, added in task order
+        chunk, workers, n_tasks, L, plane = _direct_plan(n, canon, cg, threads)
+        shapes = ((workers, L), (workers, plane), (n_tasks, group * mg * kg), (n_tasks, group * mg))
+        return (nchw, group, 0, FWD_DIRECT, chunk, workers) + canon, shapes
     # the partials (one per chunk) are summed in chunk order, so a result never depends on
     # which thread ran which chunk
     chunk = _chunk(n, group * kg * P * itemsize, threads)
@@ -153,7 +197,7 @@ def data_grad_plan(geo: cp.Geometry, group, m_out, itemsize, cpu=True):
     a row-shift convolution of dY with the flipped filter (``flipped``); otherwise col2im(Wᵀ·dY).
     """
     canon = geo.canonical()
-    plan, shapes = forward_plan(geo, group, 0, m_out, itemsize, cpu, rowshift=False)
+    plan, shapes = forward_plan(geo, group, 0, m_out, itemsize, cpu, rowshift=False, direct=False)
     if not _pointwise(geo) and geo.order == "NCHW" and all(s == 1 for s in geo.stride):
         ext = [d * (k - 1) for d, k in zip(geo.dilation, geo.kernel)]
         heads = [e - h for e, h in zip(ext, geo.pad_head)]
@@ -202,6 +246,16 @@ def conv_forward(x, w, b, y, plan, scratch):
         return
     if strategy == FWD_ROWSHIFT:
         _forward_rowshift(x, w, b, y, group, has_bias, chunk, workers, p, scratch)
+        return
+    if strategy == FWD_DIRECT:
+        zero = np.zeros(1, y.dtype)[0]
+
+        def direct(t, worker):
+            n0 = t * chunk
+            direct_conv_nchw(x, n0, min(n, n0 + chunk), w, b, has_bias, y, scratch[0][worker], scratch[1][worker], p,
+                             group, zero)
+
+        cp.run_tasks(direct, -(-n // chunk), workers)
         return
     mg = m // group
     kg = w[0].size
@@ -301,10 +355,12 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
     cp.run_tasks(task, n * tiles, workers)
 
 
-def conv_backward_filter(x, dy, dw, plan, scratch):
-    """dw = Σ over images and output positions of dy ⊗ the input patch (shapes as conv_forward).
+def conv_backward_filter(x, dy, dw, plan, scratch, db=None):
+    """dw = Σ over images and output positions of dy ⊗ the input patch (shapes as conv_forward);
+    with ``db`` (a non-empty array) also db = Σ of dy per output channel.
 
-    scratch: (per-worker col, per-worker gathered dY, per-chunk partial sums, NHWC total).
+    scratch: (per-worker col, per-worker gathered dY, per-chunk partial sums, NHWC total); direct
+    plans: (per-worker padded dY rows, per-worker padded planes, per-task dW and db partials).
     """
     nchw, group, _, strategy, chunk, workers = plan[:PLAN_HEAD]
     p = _canon(plan)
@@ -314,6 +370,11 @@ def conv_backward_filter(x, dy, dw, plan, scratch):
     mg = m // group
     kg = dw[0].size
     P = Do * Ho * Wo
+    if strategy == FWD_DIRECT and n and dw.size:
+        _filter_grad_direct(x, dy, dw, db, group, chunk, workers, p, scratch)
+        return
+    if db is not None:
+        bias_grad(dy, db, nchw)
     if n == 0 or dw.size == 0:
         dw[...] = 0
         return
@@ -357,6 +418,28 @@ def conv_backward_filter(x, dy, dw, plan, scratch):
     total = scratch[3][:group * kg * mg].reshape(group, kg, mg)
     sum_partials(parts, total)
     dw.reshape(group, mg, kg)[...] = total.transpose(0, 2, 1)
+
+
+def _filter_grad_direct(x, dy, dw, db, group, chunk, workers, p, scratch):
+    """dw (and db) by the direct kernel: per-task partials, summed in task order."""
+    n, m = x.shape[0], dw.shape[0]
+    n_tasks = -(-n // chunk)
+    want_db = db is not None
+    parts = scratch[2][:n_tasks].reshape(n_tasks, m, dw[0].size)
+    dbs = scratch[3][:n_tasks].reshape(n_tasks, m)
+    parts[...] = 0
+    dbs[...] = 0
+    zero = np.zeros(1, dw.dtype)[0]
+
+    def task(t, worker):
+        n0 = t * chunk
+        direct_filter_grad_nchw(x, dy, n0, min(n, n0 + chunk), parts[t], dbs[t], want_db, scratch[0][worker],
+                                scratch[1][worker], p, group, zero)
+
+    cp.run_tasks(task, n_tasks, workers)
+    sum_partials(parts, dw)
+    if want_db:
+        sum_partials(dbs, db)
 
 
 def conv_backward_data(dy, w, dx, plan, flipped, scratch):
@@ -435,7 +518,9 @@ def add_bias(y, b, nchw):
 
 def bias_grad(dy, db, nchw):
     """db = Σ of dy over every axis but the channel axis (5-D view)."""
-    if nchw:
+    if dy.size == 0:
+        db[...] = 0
+    elif nchw:
         bias_grad_rows(dy.reshape(dy.shape[0], dy.shape[1], -1), db)
     else:
         bias_grad_cols(dy.reshape(-1, dy.shape[-1]), db)

@@ -34,7 +34,6 @@ from nbcaffe.ops._conv_common import (
 )
 from nbcaffe.ops._conv_cpu import (
     allocate,
-    bias_grad,
     conv_backward_data,
     conv_backward_filter,
     conv_forward,
@@ -111,9 +110,7 @@ def _conv_grad_scratch(ctx, geo, group, m, dtype, need_dx):
 def conv_gradient_cpu(x, w, dy, dw, db, dx, plans, scratch):
     """ConvGradient: dw, db (when db.size) and dx (when dx.size) of y = conv(x, w) + b."""
     fplan, dplan, flipped = plans
-    if db.size:
-        bias_grad(dy, db, fplan[0])
-    conv_backward_filter(x, dy, dw, fplan, scratch[0])
+    conv_backward_filter(x, dy, dw, fplan, scratch[0], db if db.size else None)
     if dx.size:
         conv_backward_data(dy, w, dx, dplan, flipped, scratch[1])
 

@@ -9,6 +9,7 @@ Output sizes are checked against Caffe2's ComputeSizeAndPad rules rewritten in t
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import hypothesis.strategies as st
@@ -186,21 +187,38 @@ def conv_case(draw, rank=None, order=None):
     return x, w, b, stride, pads, dilation, group, order
 
 
+@contextlib.contextmanager
+def strategies(direct):
+    """direct=False: the GEMM paths only (small NCHW unit-stride shapes otherwise take the direct
+    kernels, so the property tests run both)."""
+    from nbcaffe.ops import _conv_cpu
+
+    saved = _conv_cpu.DIRECT_MAX_DEPTH
+    if not direct:
+        _conv_cpu.DIRECT_MAX_DEPTH = 0
+    try:
+        yield
+    finally:
+        _conv_cpu.DIRECT_MAX_DEPTH = saved
+
+
 def conv_args(kernel_shape, stride, pads, dilation, group, order):
     return {"kernels": list(kernel_shape), "strides": list(stride), "pads": list(pads), "dilations": list(dilation),
             "group": group, "order": order}
 
 
 class TestConv:
+    @pytest.mark.parametrize("direct", [True, False], ids=["direct", "gemm"])
     @settings(max_examples=40)
     @given(case=conv_case())
-    def test_matches_torch(self, case):
+    def test_matches_torch(self, direct, case):
         x, w, b, stride, pads, dilation, group, order = case
         expected = torch_conv(x, w, b, stride, pads, dilation, group)
         inputs = [x, w] + ([b] if b is not None else [])
         if order == "NHWC":
             inputs = [nhwc(x), nhwc(w)] + inputs[2:]
-        (y,) = run("Conv", inputs, **conv_args(w.shape[2:], stride, pads, dilation, group, order))
+        with strategies(direct):
+            (y,) = run("Conv", inputs, **conv_args(w.shape[2:], stride, pads, dilation, group, order))
         assert_close(y if order == "NCHW" else nchw(y), expected, rtol=1e-4, atol=1e-4)
 
     @pytest.mark.parametrize("order", ["NCHW", "NHWC"])
@@ -247,6 +265,7 @@ class TestConv:
             monkeypatch.setattr(conv_module, "ROWSHIFT_MAX_WASTE", 100.0)
             monkeypatch.setattr(conv_module, "ROWSHIFT_MIN_DEPTH", 1)
             monkeypatch.setattr(conv_module, "TASK_BYTES", 600)
+            monkeypatch.setattr(conv_module, "DIRECT_MAX_DEPTH", 0)
         window = _conv_pool.parse_window(_conv_args(args), "test", "conv")
         geo, m = _conv_common.filter_geometry(window, x_shape, w_shape, args.get("group", 1))
         plan, _ = conv_module.forward_plan(geo, args.get("group", 1), 1, m, 4)
@@ -269,6 +288,51 @@ class TestConv:
         ty.backward(torch.from_numpy(dy.astype(np.float64)))
         assert_close(got[0], tw.grad.numpy(), rtol=1e-4, atol=1e-3)
         assert_close(got[2], tx.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+    @pytest.mark.parametrize("x_shape,w_shape,args,force", [
+        ((3, 1, 28, 28), (4, 1, 5, 5), {"kernel": 5}, False),  # LeNet's conv1 at the default thresholds
+        ((3, 2, 9, 11), (5, 2, 3, 3), {"kernel": 3, "pad": 2, "dilation": 2}, False),
+        ((2, 4, 7, 9), (6, 2, 3, 2), {"kernels": [3, 2], "group": 2, "pads": [1, 1, 2, 0]}, False),
+        ((2, 2, 6, 7), (3, 2, 3, 3), {"kernel": 3, "pads": [0, 0, 2, 0]}, False),  # tail rows only: padded planes
+        ((2, 1, 13, 14), (3, 1, 7, 7), {"kernel": 7, "pad": 3}, True),  # 5 + 2 kernel columns per row pass
+        ((2, 3, 8, 9), (4, 3, 4, 4), {"kernels": [4, 4], "pads": [2, 1, 1, 2]}, True),  # 4 columns
+        ((2, 3, 9, 8), (4, 3, 3, 1), {"kernels": [3, 1], "pads": [1, 0, 1, 0]}, False),  # 1 column
+        ((2, 2, 30), (3, 2, 5), {"kernel": 5, "pad": 1}, False),  # 1-D
+    ])
+    @pytest.mark.parametrize("dtype", [F32, np.float64])
+    def test_direct_path(self, monkeypatch, x_shape, w_shape, args, force, dtype):
+        from nbcaffe.ops import _conv_common
+        from nbcaffe.ops import _conv_cpu as conv_module
+
+        if force:
+            monkeypatch.setattr(conv_module, "DIRECT_MAX_DEPTH", 1000)
+            monkeypatch.setattr(conv_module, "DIRECT_MAX_WASTE", 100.0)
+        rng = np.random.default_rng(15)
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype)
+        group = args.get("group", 1)
+        window = _conv_pool.parse_window(_conv_args(args), "test", "conv")
+        geo, m = _conv_common.filter_geometry(window, x_shape, w_shape, group)
+        assert conv_module.forward_plan(geo, group, 1, m, 4)[0][3] == conv_module.FWD_DIRECT
+        assert conv_module.filter_grad_plan(geo, group, m, 4)[0][3] == conv_module.FWD_DIRECT
+        pads = list(geo.pad_head) + list(geo.pad_tail)
+        tol = {"rtol": 1e-4, "atol": 1e-3} if dtype == F32 else {"rtol": 1e-10, "atol": 1e-10}
+        (y,) = run("Conv", [x, w, b], **args)
+        assert y.dtype == dtype
+        assert_close(y, torch_conv(x, w, b, list(geo.stride), pads, list(geo.dilation), group), **tol)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dw, db, dx = torch_conv_grads(x, w, b, dy, list(geo.stride), pads, list(geo.dilation), group)
+        got = run("ConvGradient", [x, w, dy], 3, **args)
+        for a, e in zip(got, (dw, db, dx)):
+            assert_close(a, e, **tol)
+        got_dw, got_db = run("ConvGradient", [x, w, dy], 2, **args)  # no dX (a first layer)
+        assert np.array_equal(got_dw, got[0]) and np.array_equal(got_db, got[1])
+        assert all(np.array_equal(a, c) for a, c in zip(got, run("ConvGradient", [x, w, dy], 3, **args)))
+        (y0,) = run("Conv", [x[:0], w, b], **args)
+        assert y0.shape == (0,) + y.shape[1:]
+        dw0, db0 = run("ConvGradient", [x[:0], w, dy[:0]], 2, **args)
+        assert not dw0.any() and not db0.any()
 
     def test_legacy_pads_and_conv3d(self):
         rng = np.random.default_rng(4)
@@ -387,15 +451,17 @@ def torch_conv_grads(x, w, b, dy, stride, pads, dilation, group):
 
 
 class TestConvGradient:
+    @pytest.mark.parametrize("direct", [True, False], ids=["direct", "gemm"])
     @settings(max_examples=30)
     @given(case=conv_case())
-    def test_matches_torch_autograd(self, case):
+    def test_matches_torch_autograd(self, direct, case):
         x, w, b, stride, pads, dilation, group, order = case
         y_shape = torch_conv(x, w, None, stride, pads, dilation, group).shape
         dy = np.random.default_rng(1).standard_normal(y_shape).astype(F32)
         dw, db, dx = torch_conv_grads(x, w, b, dy, stride, pads, dilation, group)
         inputs = [x, w, dy] if order == "NCHW" else [nhwc(x), nhwc(w), nhwc(dy)]
-        got = run("ConvGradient", inputs, 3, **conv_args(w.shape[2:], stride, pads, dilation, group, order))
+        with strategies(direct):
+            got = run("ConvGradient", inputs, 3, **conv_args(w.shape[2:], stride, pads, dilation, group, order))
         if order == "NHWC":
             got = [nchw(got[0]), got[1], nchw(got[2])]
         assert_close(got[0], dw, rtol=1e-4, atol=1e-3)
