@@ -9,5 +9,6 @@ __version__ = "0.1.0"
 
 # importing nbcaffe.ops registers the CPU operators
 from nbcaffe import core, ops, workspace  # noqa: E402,F401
+from nbcaffe.predictor import Predictor  # noqa: E402,F401
 from nbcaffe.proto import caffe2_pb2  # noqa: E402,F401
 from nbcaffe.threads import get_num_threads, set_num_threads  # noqa: E402,F401

@@ -283,3 +283,23 @@ def default_initializers(model, weight_init, bias_init, WeightInitializer, BiasI
     weight = initializers.update_initializer(WeightInitializer, weight_init, default_weight)
     bias = initializers.update_initializer(BiasInitializer, bias_init, default_bias)
     return weight, bias
+
+
+def ExtractPredictorNet(net_proto, input_blobs, output_blobs, device=None, renames=None, disabled_inputs=None):
+    """(predict net, parameter names): the part of a (test) model's net that computes
+    ``output_blobs`` from ``input_blobs`` — Caffe2's ``model_helper.ExtractPredictorNet``.
+
+    Keeps the ops from the first one reading an input to the last one writing an output whose
+    inputs are all known (net inputs, external inputs, outputs of kept ops; ``disabled_inputs``
+    switch branches off), moves them to ``device`` (a DeviceOption) if given and renames blobs by
+    ``renames``.  The parameter names are the predictor's external inputs other than the inputs:
+    what to store with it (``mobile_exporter.Export``, ``predictor_exporter``).  Ops carrying
+    ``is_test=0`` are refused: extract from a test model (``init_params=False``, ``is_test=True``).
+
+    Example:
+        >>> predict_net, params = ExtractPredictorNet(test_model.net.Proto(), ["data"], ["softmax"])  # doctest: +SKIP
+    """
+    from nbcaffe.data_parallel_model._predictor import extract_predictor_net
+
+    return extract_predictor_net(net_proto, input_blobs, output_blobs, device=device, renames=renames,
+                                 disabled_inputs=disabled_inputs)

@@ -529,6 +529,10 @@ def __getattr__(name):
     # `has_gpu_support`/`has_cuda_support` need numba.cuda, which import nbcaffe must not load.
     if name in ("has_gpu_support", "has_cuda_support"):
         return dispatch.cuda_available()
+    if name == "Predictor":  # Caffe2's workspace.Predictor(init_net_bytes, predict_net_bytes)
+        from nbcaffe.predictor import Predictor
+
+        return Predictor
     raise AttributeError(f"module 'nbcaffe.workspace' has no attribute '{name}'")
 
 
