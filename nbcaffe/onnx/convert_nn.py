@@ -338,3 +338,98 @@ def _mvn(node):
     eps = node.const(np.array(1e-9, node.dtype(0) or np.float32), "eps")
     std_eps = node.op("Add", [std, eps], [node.tmp("std_eps")])
     node.op("Div", [centred, std_eps], node.outputs[:1])
+
+
+def _eps(node, value):
+    return node.const(np.array(value, node.dtype(0) or np.float32), "eps")
+
+
+@converter("RMSNormalization", since=23)
+def _rms_norm(node):
+    rank = node.rank(0)
+    axis = int(node.attr("axis", -1))
+    axis = axis + rank if axis < 0 else axis
+    x = node.inputs[0]
+    sq = node.op("Sqr", [x], [node.tmp("sq")])
+    ms = node.op("ReduceMean", [sq], [node.tmp("ms")], axes=list(range(axis, rank)), keepdims=1)
+    rms = node.op("Sqrt", [node.op("Add", [ms, _eps(node, float(node.attr("epsilon", 1e-5)))], [node.tmp("mse")])],
+                  [node.tmp("rms")])
+    normed = node.op("Div", [x, rms], [node.tmp("normed")])
+    node.op("Mul", [normed, node.inputs[1]], node.outputs[:1])
+
+
+@converter("GroupNormalization", since=18)
+def _group_norm(node):
+    """Statistics per (sample, group) over a (N, G, -1) view; scale/bias per group (opset 18)
+    or per channel (opset 21)."""
+    shape = node.static_shape(0)
+    groups = int(node.attr("num_groups"))
+    x, scale, bias = node.inputs[:3]
+    grouped = node.op("Reshape", [x], [node.tmp("grouped"), node.tmp("old")], shape=[shape[0], groups, -1])
+    mean = node.op("ReduceMean", [grouped], [node.tmp("mean")], axes=[2], keepdims=1)
+    centred = node.op("Sub", [grouped, mean], [node.tmp("centred")])
+    var = node.op("ReduceMean", [node.op("Sqr", [centred], [node.tmp("sq")])], [node.tmp("var")], axes=[2],
+                  keepdims=1)
+    std = node.op("Sqrt", [node.op("Add", [var, _eps(node, float(node.attr("epsilon", 1e-5)))],
+                                   [node.tmp("var_eps")])], [node.tmp("std")])
+    normed = node.op("Div", [centred, std], [node.tmp("normed")])
+    if node.opset < 21:  # per-group scale and bias, applied in the grouped view
+        g_scale = node.op("Reshape", [scale], [node.tmp("gscale"), node.tmp("old_s")], shape=[groups, 1])
+        g_bias = node.op("Reshape", [bias], [node.tmp("gbias"), node.tmp("old_b")], shape=[groups, 1])
+        affine = node.op("Add", [node.op("Mul", [normed, g_scale], [node.tmp("scaled")]), g_bias],
+                         [node.tmp("affine")])
+        node.op("Reshape", [affine], [node.outputs[0], node.tmp("old_y")], shape=list(shape))
+        return
+    restored = node.op("Reshape", [normed], [node.tmp("restored"), node.tmp("old_y")], shape=list(shape))
+    channel_shape = [shape[1]] + [1] * (len(shape) - 2)
+    c_scale = node.op("Reshape", [scale], [node.tmp("cscale"), node.tmp("old_s")], shape=channel_shape)
+    c_bias = node.op("Reshape", [bias], [node.tmp("cbias"), node.tmp("old_b")], shape=channel_shape)
+    node.op("Add", [node.op("Mul", [restored, c_scale], [node.tmp("scaled")]), c_bias], node.outputs[:1])
+
+
+@converter("LpNormalization")
+def _lp_norm(node):
+    p = int(node.attr("p", 2))
+    axis = int(node.attr("axis", -1))
+    x = node.inputs[0]
+    if p == 1:
+        norm = node.op("ReduceSum", [node.op("Abs", [x], [node.tmp("abs")])], [node.tmp("norm")], axes=[axis],
+                       keepdims=1)
+    elif p == 2:
+        total = node.op("ReduceSum", [node.op("Sqr", [x], [node.tmp("sq")])], [node.tmp("sum")], axes=[axis],
+                        keepdims=1)
+        norm = node.op("Sqrt", [total], [node.tmp("norm")])
+    else:
+        raise node.error(f"p={p} (ONNX allows 1 or 2)")
+    # a zero norm (an all-zero slice) divides by 1 instead: the slice stays 0, as in ONNX
+    dtype = node.dtype(0) or np.dtype(np.float32)
+    is_zero = node.op("EQ", [norm, node.const(np.array(0, dtype), "zero")], [node.tmp("is_zero")])
+    bump = node.op("Cast", [is_zero], [node.tmp("bump")], to=caffe2_data_type(dtype, node.where()))
+    safe = node.op("Add", [norm, bump], [node.tmp("safe_norm")])
+    node.op("Div", [x, safe], node.outputs[:1])
+
+
+@converter("LpPool")
+def _lp_pool(node):
+    """(Σ |x|^p over the window)^(1/p) = (kernel volume x mean of |x|^p with padding counted)^(1/p)."""
+    p = float(node.attr("p", 2))
+    kernel = [int(k) for k in node.attr("kernel_shape")]
+    strides, pads, dilations = _geometry(node, kernel, pooling=True)
+    dtype = node.dtype(0) or np.float32
+    powered = node.op("Pow", [node.op("Abs", node.inputs[:1], [node.tmp("abs")])], [node.tmp("pow")], exponent=p)
+    args = dict(kernels=kernel, strides=strides, pads=pads, count_include_pad=1)
+    if any(d != 1 for d in dilations):
+        args["dilations"] = dilations
+    mean = node.op("AveragePool", [powered], [node.tmp("mean")], **args)
+    total = node.op("Mul", [mean, node.const(np.array(float(np.prod(kernel)), dtype), "volume")],
+                    [node.tmp("sum")])
+    node.op("Pow", [total], node.outputs[:1], exponent=1.0 / p)
+
+
+@converter("GlobalLpPool")
+def _global_lp_pool(node):
+    p = float(node.attr("p", 2))
+    rank = node.rank(0)
+    powered = node.op("Pow", [node.op("Abs", node.inputs[:1], [node.tmp("abs")])], [node.tmp("pow")], exponent=p)
+    total = node.op("ReduceSum", [powered], [node.tmp("sum")], axes=list(range(2, rank)), keepdims=1)
+    node.op("Pow", [total], node.outputs[:1], exponent=1.0 / p)

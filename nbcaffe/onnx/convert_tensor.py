@@ -282,3 +282,9 @@ def _tile(node):
     for k, (axis, r) in enumerate(work):
         dest = node.outputs[0] if k == len(work) - 1 else node.tmp(f"tile{axis}")
         current = node.op("Tile", [current], [dest], tiles=r, axis=axis)
+
+
+@converter("Trilu")
+def _trilu(node):
+    k = int(np.asarray(node.value(1, "k")).reshape(())) if node.has_input(1) else 0
+    node.op("Trilu", node.inputs[:1], node.outputs[:1], upper=int(node.attr("upper", 1)), k=k)
