@@ -234,3 +234,27 @@ def test_two_gpu_replicas_under_the_simulator(monkeypatch):
     for d in range(n):
         got = {p: workspace.FetchBlob(f"gpu_{d}/{p}") for p in init}
         assert c.max_relative_error(got, ref) < 1e-5
+
+
+def test_param_update_builder_runs_once_per_replica_in_its_scopes():
+    c.fresh()
+    m = model_helper.ModelHelper(name="dp_manual")
+    seen = []
+
+    def update(model):
+        seen.append(core.ScopedName("x"))
+        lr = model.param_init_net.ConstantFill([], "lr", shape=[1], value=-0.1)
+        one = model.param_init_net.ConstantFill([], "one", shape=[1], value=1.0)
+        for p in model.GetParams():  # this replica's parameters (the current name scope)
+            model.net.WeightedSum([p, one, model.param_to_grad[p], lr], p)
+
+    dpm.Parallelize(m, lambda model: None, lambda model, s: [c._loss(model, "MLP", s)],
+                    param_update_builder_fun=update, devices=[0, 1], cpu_device=True)
+    assert seen == ["cpu_0/x", "cpu_1/x"]
+    xs, ys = c.batches("MLP", 3, 2 * B)
+    c.start_parallel(m, xs[0], ys[0], c.initial_params("MLP"))
+    before = workspace.FetchBlob("cpu_1/fc1_w")
+    c.train_parallel(m, xs, ys)
+    after0, after1 = workspace.FetchBlob("cpu_0/fc1_w"), workspace.FetchBlob("cpu_1/fc1_w")
+    assert np.array_equal(after0, after1) and not np.array_equal(after1, before)
+    assert dpm.GetLearningRateBlobNames(m) == []  # no LearningRate op, no optimizer object
