@@ -293,6 +293,9 @@ class Operator:
             self._call = self._bind_reference(inputs, outputs)
         else:
             self._call = self.bind(inputs, outputs)
+        wrap = getattr(self.ctx, "wrap_call", None)  # multi-GPU: launch on the op's device
+        if wrap is not None:
+            self._call = wrap(self._call)
         return outputs
 
     def bind(self, inputs, outputs):
