@@ -288,3 +288,78 @@ def _tile(node):
 def _trilu(node):
     k = int(np.asarray(node.value(1, "k")).reshape(())) if node.has_input(1) else 0
     node.op("Trilu", node.inputs[:1], node.outputs[:1], upper=int(node.attr("upper", 1)), k=k)
+
+
+@converter("CumSum")
+def _cumsum(node):
+    axis = int(np.asarray(node.value(1, "axis")).reshape(()))
+    node.op("CumSum", node.inputs[:1], node.outputs[:1], axis=axis, exclusive=int(node.attr("exclusive", 0)),
+            reverse=int(node.attr("reverse", 0)))
+
+
+@converter("TopK")
+def _topk(node):
+    k = int(np.asarray(node.attr("k") if node.opset < 10 else node.value(1, "K")).reshape(-1)[0])
+    outputs = [o if o else node.tmp(f"unused{j}") for j, o in enumerate(node.outputs[:2])]
+    # sorted=0 allows any order; nbcaffe always returns the sorted order
+    node.op("TopK", node.inputs[:1], outputs, k=k, axis=int(node.attr("axis", -1)),
+            largest=int(node.attr("largest", 1)))
+
+
+@converter("GatherElements")
+def _gather_elements(node):
+    node.op("GatherElements", node.inputs[:2], node.outputs[:1], axis=int(node.attr("axis", 0)))
+
+
+def _positions(node, n, axis, rank, tag):
+    """int64 [0, n) shaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
+    shape = [1] * rank
+    shape[axis] = n
+    return node.const(np.arange(n, dtype=np.int64).reshape(shape), tag)
+
+
+@converter("OneHot")
+def _one_hot(node):
+    """output = values[1] where index == position along the new axis, else values[0]; negative
+    indices count from depth (out-of-range ones give all off values)."""
+    depth = int(np.asarray(node.value(1, "depth")).reshape(-1)[0])
+    rank = node.rank(0) + 1
+    axis = int(node.attr("axis", -1))
+    axis = axis + rank if axis < 0 else axis
+    idx = node.inputs[0]
+    if node.dtype(0) != np.dtype(np.int64):
+        idx = node.op("Cast", [idx], [node.tmp("idx64")], to=caffe2_data_type(np.int64))
+    wrapped = node.op("Add", [idx, node.const(np.array(depth, np.int64), "depth")], [node.tmp("wrapped")])
+    negative = node.op("LT", [idx, node.const(np.array(0, np.int64), "zero")], [node.tmp("negative")])
+    idx = node.op("Where", [negative, wrapped, idx], [node.tmp("index")])
+    idx = node.op("ExpandDims", [idx], [node.tmp("index_axis")], dims=[axis])
+    hot = node.op("EQ", [idx, _positions(node, depth, axis, rank, "positions")], [node.tmp("hot")])
+    values = node.inputs[2]
+    off = node.op("StridedSlice", [values], [node.tmp("off")], starts=[0], ends=[1])
+    on = node.op("StridedSlice", [values], [node.tmp("on")], starts=[1], ends=[2])
+    node.op("Where", [hot, on, off], node.outputs[:1])
+
+
+@converter("Hardmax")
+def _hardmax(node):
+    """1 at the first maximum along ``axis`` (opset 13) or over the dims from ``axis`` on (the
+    2-D coercion before 13), 0 elsewhere."""
+    shape = node.static_shape(0)
+    rank = len(shape)
+    dtype = node.dtype(0) or np.dtype(np.float32)
+    x = node.inputs[0]
+    if node.opset < 13:
+        axis = int(node.attr("axis", 1))
+        axis = axis + rank if axis < 0 else axis
+        x = node.op("Flatten", [x], [node.tmp("flat")], axis=axis)
+        work_axis, work_rank, n = 1, 2, int(np.prod(shape[axis:], dtype=np.int64))
+    else:
+        axis = int(node.attr("axis", -1))
+        work_axis = axis + rank if axis < 0 else axis
+        work_rank, n = rank, shape[work_axis]
+    first = node.op("ArgMax", [x], [node.tmp("argmax")], axis=work_axis, keepdims=1)
+    hot = node.op("EQ", [first, _positions(node, n, work_axis, work_rank, "positions")], [node.tmp("hot")])
+    out = node.outputs[0] if node.opset >= 13 else node.tmp("hot2d")
+    node.op("Cast", [hot], [out], to=caffe2_data_type(dtype, node.where()))
+    if node.opset < 13:
+        node.op("Reshape", [out], [node.outputs[0], node.tmp("old")], shape=list(shape))

@@ -405,3 +405,30 @@ def _resize(ctx, op):
                  exclude_outside=int(args["exclude_outside"]),
                  extrapolation_value=float(args["extrapolation_value"]), antialias=int(args["antialias"]))
     ctx.node("Resize", inputs, [op.output[0]], **attrs)
+
+
+@exporter("CumSum")
+def _cumsum(ctx, op):
+    args = ctx.args(op)
+    ctx.node("CumSum", [op.input[0], ctx.const(np.array(args["axis"], np.int64), "axis")], [op.output[0]],
+             exclusive=int(args["exclusive"]), reverse=int(args["reverse"]))
+
+
+@exporter("TopK")
+def _topk(ctx, op):
+    args = ctx.args(op)
+    outputs = list(op.output) + ([ctx.tmp("indices")] if len(op.output) == 1 else [])
+    ctx.node("TopK", [op.input[0], ctx.ints([args["k"]], "k")], outputs, axis=int(args["axis"]),
+             largest=int(args["largest"]), sorted=1)
+
+
+@exporter("GatherElements")
+def _gather_elements(ctx, op):
+    ctx.node("GatherElements", list(op.input[:2]), [op.output[0]], axis=int(ctx.args(op)["axis"]))
+
+
+@exporter("Trilu")
+def _trilu(ctx, op):
+    args = ctx.args(op)
+    ctx.node("Trilu", [op.input[0], ctx.const(np.array(args["k"], np.int64), "k")], [op.output[0]],
+             upper=int(args["upper"]))
