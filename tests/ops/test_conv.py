@@ -307,6 +307,7 @@ class TestConv:
         if force:
             monkeypatch.setattr(conv_module, "DIRECT_MAX_DEPTH", 1000)
             monkeypatch.setattr(conv_module, "DIRECT_MAX_WASTE", 100.0)
+            monkeypatch.setattr(conv_module, "DIRECT_FWD_MAX_OUT", 1000)
         rng = np.random.default_rng(15)
         x = rng.standard_normal(x_shape).astype(dtype)
         w = rng.standard_normal(w_shape).astype(dtype)
