@@ -96,14 +96,14 @@ class _Base(Operator):
         plan = (self.ctx.from_host(shape), self.ctx.from_host(strides))
         run = functools.partial(kernel, first.reshape(first.size), idx.reshape(idx.size),
                                 second.reshape(second.size), *plan, axis, int(data_shape[axis]))
-        where, idx_shape = self.where(), tuple(idx.shape)
+        idx_shape = tuple(idx.shape)
 
         def checked():
             bad = run()
             if bad >= 0:
-                position = np.unravel_index(bad, idx_shape)
-                raise errors.ShapeError(f"{where}: INDICES{list(position)} is outside [-{data_shape[axis]},"
-                                        f" {data_shape[axis]}) (axis {axis} of DATA {tuple(data_shape)})")
+                position = [int(v) for v in np.unravel_index(bad, idx_shape)]
+                raise errors.ShapeError(f"INDICES{position} is outside [-{data_shape[axis]}, {data_shape[axis]})"
+                                        f" (axis {axis} of DATA {tuple(data_shape)})")
 
         return checked
 
