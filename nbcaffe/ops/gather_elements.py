@@ -90,7 +90,7 @@ def _check(data_shape, idx_shape, axis, idx_dtype, where):
 
 class _Base(Operator):
     def call(self, kernel, first, idx, second, data_shape):
-        axis = _check(data_shape, idx.shape, self.args["axis"], idx.dtype, self.where())
+        axis = _check(data_shape, idx.shape, self.args["axis"], idx.dtype, self.type)
         shape = np.asarray(tuple(idx.shape), np.int64)
         strides = np.asarray(c_strides(data_shape), np.int64)
         plan = (self.ctx.from_host(shape), self.ctx.from_host(strides))

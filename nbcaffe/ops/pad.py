@@ -160,7 +160,7 @@ class Pad(Operator):
         x, y = inputs[0], outputs[0]
         if y.size == 0:
             return _noop
-        _out, plan = _plan(self.ctx, x.shape, self.args["pads"], self.args["mode"], self.where())
+        _out, plan = _plan(self.ctx, x.shape, self.args["pads"], self.args["mode"], self.type)
         value = np.dtype(y.dtype).type(self.args["value"]) if y.dtype != np.bool_ else bool(self.args["value"])
         return functools.partial(self.kernel, flat(x), flat(y), *plan, value)
 
@@ -205,5 +205,5 @@ class PadGradient(Operator):
 
     def bind(self, inputs, outputs):
         dy, dx = inputs[0], outputs[0]
-        _out, plan = _plan(self.ctx, dx.shape, self.args["pads"], self.args["mode"], self.where())
+        _out, plan = _plan(self.ctx, dx.shape, self.args["pads"], self.args["mode"], self.type)
         return functools.partial(self.kernel, flat(dy), flat(dx), *plan)

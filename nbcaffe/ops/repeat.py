@@ -47,9 +47,9 @@ class Expand(Operator):
     def _target(self, inputs):
         shape = self.read_host(inputs[1])
         if shape.ndim != 1 or not np.issubdtype(shape.dtype, np.integer):
-            raise errors.ShapeError(f"{self.where()}: shape must be a 1-D int tensor, got {shape.shape}"
+            raise errors.ShapeError(f"{self.type}: shape must be a 1-D int tensor, got {shape.shape}"
                                     f" {shape.dtype.name}")
-        return expand_shape(inputs[0].shape, shape, self.where())
+        return expand_shape(inputs[0].shape, shape, self.type)
 
     def output_spec(self, inputs):
         return [self._target(inputs)], [np.dtype(inputs[0].dtype)]
@@ -166,7 +166,7 @@ class Tile(Operator):
         x, y = inputs[0], outputs[0]
         if y.size == 0:
             return noop
-        _axis, outer, block = tile_view(x.shape, self.args["axis"], self.where())
+        _axis, outer, block = tile_view(x.shape, self.args["axis"], self.type)
         tiles = self.args["tiles"]
         shape = (outer, tiles, block)
         return copy_window(self.kernel, flat(x), 0, (block, 0, 1), flat(y), 0, c_strides(shape), shape)
@@ -212,5 +212,5 @@ class TileGradient(Operator):
     def bind(self, inputs, outputs):
         dy, dx = inputs[0], outputs[0]
         tiles = self.args["tiles"]
-        _axis, outer, block = tile_view(dx.shape, self.args["axis"], self.where())
+        _axis, outer, block = tile_view(dx.shape, self.args["axis"], self.type)
         return functools.partial(self.kernel, dy.reshape(outer, tiles, block), dx.reshape(outer, block))

@@ -299,7 +299,7 @@ class Resize(Operator):
         x, y = inputs[0], outputs[0]
         if y.size == 0:
             return _noop
-        out_shape, passes = resize_plan(x.shape, self.args, self.where())
+        out_shape, passes = resize_plan(x.shape, self.args, self.type)
         if not passes:
             passes = [_identity_pass(tuple(x.shape))]
         integer = np.issubdtype(y.dtype, np.integer)
@@ -363,7 +363,7 @@ class ResizeGradient(Operator):
     def bind(self, inputs, outputs):
         dy, x = inputs
         dx = outputs[0]
-        _out, passes = resize_plan(x.shape, self.args, self.where())
+        _out, passes = resize_plan(x.shape, self.args, self.type)
         if not passes:
             passes = [_identity_pass(tuple(x.shape))]
         calls = []

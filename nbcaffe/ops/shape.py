@@ -58,7 +58,7 @@ class Shape(Operator):
         return (_shape_values(data.shape, axes),)
 
     def bind(self, inputs, outputs):
-        values = _shape_values(inputs[0].shape, self.args["axes"], self.where())
+        values = _shape_values(inputs[0].shape, self.args["axes"], self.type)
         return functools.partial(self.kernel, values, outputs[0])
 
 
@@ -122,9 +122,9 @@ class Range(Operator):
         values = [self.read_host(x) for x in inputs]
         for name, v in zip(self.input_names, values):
             if v.size != 1:
-                raise errors.ShapeError(f"{self.where()}: input '{name}' must hold one value, got shape {v.shape}")
+                raise errors.ShapeError(f"{self.type}: input '{name}' must hold one value, got shape {v.shape}")
         if len({v.dtype for v in values}) != 1:
-            raise errors.ShapeError(f"{self.where()}: start, limit and delta must share a dtype, got"
+            raise errors.ShapeError(f"{self.type}: start, limit and delta must share a dtype, got"
                                     f" {[v.dtype.name for v in values]}")
         scalars = [v.reshape(()).item() for v in values]
         if len(scalars) == 1:
@@ -133,7 +133,7 @@ class Range(Operator):
 
     def output_spec(self, inputs):
         (start, limit, delta), dtype = self._scalars(inputs)
-        return [(_range_count(start, limit, delta, self.where()),)], [dtype]
+        return [(_range_count(start, limit, delta, self.type),)], [dtype]
 
     @staticmethod
     def infer(args, shapes, dtypes):

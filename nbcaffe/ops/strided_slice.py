@@ -99,7 +99,7 @@ class StridedSlice(Operator):
             return noop
         a = self.args
         offset, strides, shape = window(x.shape, slice_plan(x.shape, a["starts"], a["ends"], a["axes"],
-                                                            a["steps"], self.where()))
+                                                            a["steps"], self.type))
         return copy_window(self.kernel, flat(x), offset, strides, flat(y), 0, c_strides(shape), shape)
 
 
@@ -139,7 +139,7 @@ class StridedSliceGradient(Operator):
         dx = outputs[0]
         a = self.args
         offset, strides, shape = window(data.shape, slice_plan(data.shape, a["starts"], a["ends"], a["axes"],
-                                                               a["steps"], self.where()))
+                                                               a["steps"], self.type))
         calls = [lambda: self.kernel.fill(flat(dx), 0)] if dx.size else []
         if dy.size:
             calls.append(copy_window(self.kernel, flat(dy), 0, c_strides(shape), flat(dx), offset, strides, shape))

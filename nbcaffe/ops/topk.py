@@ -98,7 +98,7 @@ class TopK(Operator):
     def bind(self, inputs, outputs):
         x = inputs[0]
         values, indices = outputs
-        _axis, view = _view(x.shape, self.args["axis"], self.where())
+        _axis, view = _view(x.shape, self.args["axis"], self.type)
         if values.size == 0:
             return _noop
         k_view = (view[0], int(self.args["k"]), view[2])
@@ -136,7 +136,7 @@ class TopKGradient(Operator):
 
     def bind(self, inputs, outputs):
         dvalues, indices, x = inputs
-        _axis, view = _view(x.shape, self.args["axis"], self.where())
+        _axis, view = _view(x.shape, self.args["axis"], self.type)
         k_view = (view[0], int(dvalues.shape[_axis]) if dvalues.shape else 0, view[2])
         return functools.partial(self.kernel, dvalues.reshape(k_view), indices.reshape(k_view),
                                  outputs[0].reshape(view))
