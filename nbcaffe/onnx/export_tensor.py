@@ -432,3 +432,28 @@ def _trilu(ctx, op):
     args = ctx.args(op)
     ctx.node("Trilu", [op.input[0], ctx.const(np.array(args["k"], np.int64), "k")], [op.output[0]],
              upper=int(args["upper"]))
+
+
+@exporter("WeightedSum")
+def _weighted_sum(ctx, op):
+    """Σ w_i X_i: each 1-element weight scales its X (broadcast), then Sum."""
+    terms = [ctx.node("Mul", [op.input[k], op.input[k + 1]]) for k in range(0, len(op.input), 2)]
+    ctx.node("Sum" if len(terms) > 1 else "Identity", terms, [op.output[0]])
+
+
+@exporter("MVN")
+def _mvn(ctx, op):
+    """(X - mean) / (std + eps) over the axes after C (or after N with across_channels);
+    Caffe's divisor, so the formula rather than MeanVarianceNormalization."""
+    args = ctx.args(op)
+    x = op.input[0]
+    rank = ctx.rank(x)
+    axes = ctx.ints(range(1 if args["across_channels"] else 2, rank), "axes")
+    centred = ctx.node("Sub", [x, ctx.node("ReduceMean", [x, axes], keepdims=1)])
+    if not args["normalize_variance"]:
+        ctx.node("Identity", [centred], [op.output[0]])
+        return
+    dtype = ctx.dtype(x) or np.float32
+    var = ctx.node("ReduceMean", [ctx.node("Mul", [centred, centred]), axes], keepdims=1)
+    std_eps = ctx.node("Add", [ctx.node("Sqrt", [var]), ctx.const(np.array(args["eps"], dtype), "eps")])
+    ctx.node("Div", [centred, std_eps], [op.output[0]])

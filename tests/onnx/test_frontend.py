@@ -208,3 +208,46 @@ def test_training_mode_ops_are_refused_with_shapes():
     net.Dropout(["x"], ["y", "mask"], ratio=0.5, is_test=0)
     with pytest.raises(OnnxConversionError, match=r"Dropout.*is_test=0.*\n.*x \(4, 5\) float32"):
         frontend.caffe2_net_to_onnx_model(net.Proto(), value_info={"x": (np.float32, (4, 5))})
+
+
+# ---------------------------------------------------------------------------- nbcaffe's Caffe1 translator
+
+# (folder under ../shared/testdata/caffe1, prototxt, weights stem, input blob, outputs, reference)
+_CAFFE1 = [
+    ("lenet_mnist", "lenet.prototxt", "lenet_iter_10000", "data", ["prob"], "caffe"),
+    ("lenet_mnist_v1", "lenet.prototxt", "lenet_iter_10000", "data", ["prob"], "caffe"),
+    ("cifar10_quick_v1", "cifar10_quick.prototxt", "cifar10_quick_iter_5000", "data", ["prob"], "caffe"),
+    ("cifar10_full_v1", "cifar10_full.prototxt", "cifar10_full_iter_70000", "data", ["prob"], "caffe"),
+    ("mtcnn", "det1.prototxt", "det1", "data", ["conv4-2", "prob1"], "caffe"),
+    ("mtcnn", "det2.prototxt", "det2", "data", ["conv5-2", "prob1"], "caffe"),
+    ("mtcnn", "det3.prototxt", "det3", "data", ["conv6-2", "conv6-3", "prob1"], "caffe"),
+    ("mtcnn", "det4.prototxt", "det4", "data", [f"fc5_{i}" for i in range(1, 6)], "caffe"),
+    ("ultraface_rfb320", "RFB-320.prototxt", "RFB-320", "input", ["scores", "boxes"], "cv2"),
+    ("ultraface_slim320", "slim-320.prototxt", "slim-320", "input", ["scores", "boxes"], "cv2"),
+] + [("opencv_layer_tests", f"{name}.prototxt", name, None, ["output"], "caffe") for name in (
+    "layer_batch_norm", "layer_convolution", "layer_deconvolution", "layer_eltwise", "layer_inner_product",
+    "layer_lrn_channels", "layer_lrn_spatial", "layer_mvn", "layer_pooling_ave", "layer_pooling_max", "layer_prelu",
+    "layer_softmax", "reshape_and_slice_routines")]
+
+
+@pytest.mark.parametrize("folder,prototxt,stem,input_name,outputs,ref", _CAFFE1,
+                         ids=[f"{c[0]}/{c[2]}" for c in _CAFFE1])
+def test_translated_caffe1_models_export(folder, prototxt, stem, input_name, outputs, ref):
+    """Caffe1 models translated by nbcaffe's translator, exported to ONNX: ONNX Runtime gives
+    the real Caffe's (or OpenCV's) stored outputs (rtol 1e-4, atol 1e-5, as the translator's
+    own tests)."""
+    from nbcaffe import caffe_translator
+
+    root = shared_data("caffe1", folder)
+    x = np.load(root / f"{stem}.input.npy")
+    dims = {input_name: list(x.shape)} if input_name else list(x.shape)
+    init_net, predict_net = caffe_translator.TranslatePretrainedModel(str(root / prototxt),
+                                                                      str(root / f"{stem}.caffemodel"),
+                                                                      input_dims=dims)
+    input_name = input_name or predict_net.external_input[0]
+    exported = frontend.caffe2_net_to_onnx_model(predict_net, init_net, value_info={input_name: (x.dtype, x.shape)})
+    session = _check_and_session(exported)
+    for name in outputs:
+        got = session.run([name], {input_name: x})[0]
+        np.testing.assert_allclose(got, np.load(root / f"{stem}.{ref}.{name}.npy"), rtol=1e-4, atol=1e-5,
+                                   err_msg=f"{folder}/{stem}: {name}")
