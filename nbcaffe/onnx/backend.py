@@ -94,3 +94,6 @@ run_node = NbcaffeBackend.run_node
 run_model = NbcaffeBackend.run_model
 supports_device = NbcaffeBackend.supports_device
 onnx_graph_to_caffe2_net = NbcaffeBackend.onnx_graph_to_caffe2_net
+
+# Caffe2's names, for code written against caffe2.python.onnx.backend
+Caffe2Backend = NbcaffeBackend

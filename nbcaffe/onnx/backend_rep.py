@@ -149,3 +149,6 @@ class NbcaffeRep(BackendRep):
                 raise OnnxConversionError(f"ONNX model output '{name}' was not produced by the converted net")
             outputs.append(ws.fetch_blob(name))
         return self._outputs_type(*outputs)
+
+
+Caffe2Rep = NbcaffeRep  # Caffe2's name

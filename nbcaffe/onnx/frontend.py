@@ -337,3 +337,11 @@ def caffe2_net_to_onnx_model(predict_net, init_net=None, value_info=None, opset_
 def _ir_version_for(opset) -> int:
     """The lowest IR version that carries ``opset`` (so older runtimes load the model)."""
     return oh.find_min_ir_version_for([oh.make_opsetid("", opset)])
+
+
+class Caffe2Frontend:
+    """Caffe2's ``caffe2.python.onnx.frontend.Caffe2Frontend`` spelling of this module."""
+
+    target_opset_version = OPSET
+    caffe2_net_to_onnx_graph = staticmethod(caffe2_net_to_onnx_graph)
+    caffe2_net_to_onnx_model = staticmethod(caffe2_net_to_onnx_model)

@@ -251,3 +251,25 @@ def test_translated_caffe1_models_export(folder, prototxt, stem, input_name, out
         got = session.run([name], {input_name: x})[0]
         np.testing.assert_allclose(got, np.load(root / f"{stem}.{ref}.{name}.npy"), rtol=1e-4, atol=1e-5,
                                    err_msg=f"{folder}/{stem}: {name}")
+
+
+def test_command_line_round_trip(tmp_path):
+    """python -m nbcaffe.onnx caffe2-to-onnx, then onnx-to-caffe2, on the onnx-caffe2 LeNet."""
+    import subprocess
+    import sys
+
+    folder = shared_data("caffe2", "pytorch_onnx_lenet")
+    model_path, predict, init = tmp_path / "lenet.onnx", tmp_path / "predict.pbtxt", tmp_path / "init.pb"
+    cmd = [sys.executable, "-m", "nbcaffe.onnx"]
+    subprocess.run(cmd + ["caffe2-to-onnx", str(folder / "predict_net.pb"), "--init-net", str(folder / "init_net.pb"),
+                          "--value-info", '{"1": [1, [2, 1, 28, 28]]}', "-o", str(model_path)], check=True)
+    subprocess.run(cmd + ["onnx-to-caffe2", str(model_path), "-o", str(predict), "--init-net-output", str(init)],
+                   check=True)
+    x = np.load(folder / "input.npy")
+    ws = workspace.Workspace("cli")
+    ws.run_net_once(_load_net(str(init)))
+    ws.feed_blob("1", x)
+    net = _load_net(str(predict))
+    ws.run_net_once(net)
+    np.testing.assert_allclose(ws.fetch_blob(net.external_output[0]), np.load(folder / "caffe2.output_26.npy"),
+                               rtol=1e-4, atol=1e-5)
