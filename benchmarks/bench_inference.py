@@ -3,6 +3,7 @@
     python benchmarks/bench_inference.py                    # the default set, batch 1 and 8
     python benchmarks/bench_inference.py --models lenet resnet50 --batches 1
     python benchmarks/bench_inference.py --all              # every model (VGG-19 at b8 is slow)
+    python benchmarks/bench_inference.py --threads 1        # both frameworks on one thread
     python benchmarks/bench_inference.py --list
 
 Models: Caffe1 models from ../shared/testdata/caffe1 translated by nbcaffe.caffe_translator
@@ -34,7 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import LoadMeter, header  # noqa: E402
 
-from nbcaffe import Predictor, caffe_translator, utils  # noqa: E402
+from nbcaffe import Predictor, caffe_translator, get_num_threads, set_num_threads, utils  # noqa: E402
 
 TESTDATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "testdata"
 
@@ -143,8 +144,12 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--min-seconds", type=float, default=0.2)
     parser.add_argument("--pause", type=float, default=0.15)
-    parser.add_argument("--ort-threads", type=int, default=0, help="ORT intra-op threads (0 = all cores)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads for both frameworks (nbcaffe.set_num_threads, ORT intra-op); 0 = their defaults")
     args = parser.parse_args(argv)
+    args.ort_threads = args.threads
+    if args.threads:
+        set_num_threads(args.threads)
     if args.list:
         print("\n".join(all_models()))
         return 0
@@ -154,6 +159,7 @@ def main(argv=None):
         parser.error(f"unknown models {unknown}; --list shows them")
     print(header())
     print(f"# uptime: {os.popen('uptime').read().strip()}")
+    print(f"# threads: nbcaffe {get_num_threads()}, ORT {args.ort_threads or 'default (all cores)'}")
     print(f"{'model':20s} {'batch':>5s} {'nbcaffe ms':>11s} {'ORT ms':>9s} {'ratio':>6s} {'max |diff|':>10s}"
           f" {'1st call s':>10s} {'bg load':>7s}")
     ratios = []
