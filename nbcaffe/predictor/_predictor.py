@@ -125,9 +125,10 @@ class Predictor:
 
     def __repr__(self):
         where = describe(self.device) if self.device is not None else "as written"
+        names = self.input_names if self.input_names is not None else list(self.predict_net.external_input)
+        shown = ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
         return (f"Predictor(net '{self.predict_net.name}', {len(self.predict_net.op)} ops, device {where},"
-                f" inputs {self.input_names or list(self.predict_net.external_input[:1])} ..., outputs"
-                f" {self.output_names})")
+                f" inputs [{shown}], outputs {self.output_names})")
 
     @property
     def workspace(self):
