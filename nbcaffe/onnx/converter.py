@@ -365,7 +365,7 @@ class GraphConverter:
                     raise OnnxConversionError(f"graph input '{vi.name}': only tensor inputs are supported"
                                               f" (got {vi.type.WhichOneof('value')})")
         for name, tensor in self.initializers.items():
-            array = helper.tensor_to_array(tensor, _base_dir(self.model))
+            array = helper.tensor_to_array(tensor)  # onnx.load already read external data
             self.values[name] = array
             self.weight_ops.extend(helper.fill_ops(name, array, self.fresh(name + "_wide")))
         if g.sparse_initializer:
@@ -444,10 +444,6 @@ def _copy_model(model):
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     return copy
-
-
-def _base_dir(model) -> str:
-    return getattr(model, "_nbcaffe_base_dir", "")
 
 
 def _default_opset(model) -> int:
