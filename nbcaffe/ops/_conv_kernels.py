@@ -40,19 +40,46 @@ def _valid_range(off, stride, size, n_out):
     return lo, hi
 
 
+@functools.partial(numba.njit, nogil=True, inline="always")
+def _copy_run(d, s, n):
+    """d[:n] = s[:n]; runs shorter than 32 in blocks of eight (all loads, then all stores: one
+    vector move each).  Short runs are what im2col copies on small images (LeNet's conv2: rows
+    of 8), and a vectorised loop sends runs shorter than its vector-times-unroll width (32
+    here) down its scalar tail."""
+    if n >= 32:  # long runs: the vectorised loop
+        for t in range(n):
+            d[t] = s[t]
+        return
+    t = 0
+    while t + 8 <= n:
+        a0, a1, a2, a3 = s[t], s[t + 1], s[t + 2], s[t + 3]
+        a4, a5, a6, a7 = s[t + 4], s[t + 5], s[t + 6], s[t + 7]
+        d[t], d[t + 1], d[t + 2], d[t + 3] = a0, a1, a2, a3
+        d[t + 4], d[t + 5], d[t + 6], d[t + 7] = a4, a5, a6, a7
+        t += 8
+    while t < n:
+        d[t] = s[t]
+        t += 1
+
+
 @_njit
 def im2col_nchw(x, n0, col, p, group):
     """col[g, (c, kd, kh, kw), i*P + (od, oh, ow)] = X[n0 + i, g*Cg + c, tap] (0 in padding).
 
-    x (N, C, D, H, W); col (G, Cg*KD*KH*KW, k*P) for k images.  Each tap's valid output
-    ranges are computed once; a tap that reaches into the padding zero-fills its row first,
-    so the copy loops carry no tests (slices indexed from 0: those loops vectorise).
+    x (N, C, D, H, W); col (G, Cg*KD*KH*KW, k*P) for k images, both C-contiguous.  Each
+    tap's valid output ranges are computed once; a tap that reaches into the padding
+    zero-fills its row first, so the copies carry no tests.  Runs are copied between
+    open-ended slices of the flat arrays (no per-row views, no end clamps: LeNet conv2's
+    im2col 0.95 -> 0.45 ms) in blocks of eight.
     """
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
     C = x.shape[1]
     cg = C // group
     P = Do * Ho * Wo
-    k = col.shape[2] // P
+    kP = col.shape[2]
+    k = kP // P
+    xf = x.reshape(-1)
+    cf = col.reshape(-1)
     for g in range(group):
         for c in range(cg):
             for kd in range(KD):
@@ -60,27 +87,30 @@ def im2col_nchw(x, n0, col, p, group):
                 for kh in range(KH):
                     h0, h1 = _valid_range(kh * DH - PH, SH, H, Ho)
                     for kw in range(KW):
-                        row = col[g, ((c * KD + kd) * KH + kh) * KW + kw]
+                        r = (g * col.shape[1] + ((c * KD + kd) * KH + kh) * KW + kw) * kP
                         off = kw * DW - PW
                         lo, hi = _valid_range(off, SW, W, Wo)
                         n = hi - lo
                         if d0 > 0 or d1 < Do or h0 > 0 or h1 < Ho or lo > 0 or hi < Wo:
-                            row[:] = 0
+                            row = cf[r:r + kP]
+                            for t in range(kP):
+                                row[t] = 0
+                        if n <= 0:
+                            continue
                         for i in range(k):
-                            plane = x[n0 + i, g * cg + c]
+                            plane = ((n0 + i) * C + g * cg + c) * D * H * W
                             for od in range(d0, d1):
                                 idd = od * SD - PD + kd * DD
                                 for oh in range(h0, h1):
-                                    src = plane[idd, oh * SH - PH + kh * DH]
-                                    o = i * P + (od * Ho + oh) * Wo + lo
-                                    d2 = row[o:o + n]
+                                    src = plane + (idd * H + oh * SH - PH + kh * DH) * W + off + lo * SW
+                                    o = r + i * P + (od * Ho + oh) * Wo + lo
                                     if SW == 1:
-                                        s2 = src[off + lo:off + hi]
-                                        for t in range(n):
-                                            d2[t] = s2[t]
+                                        _copy_run(cf[o:], xf[src:], n)
                                     else:
+                                        d2 = cf[o:]
+                                        s2 = xf[src:]
                                         for t in range(n):
-                                            d2[t] = src[off + (lo + t) * SW]
+                                            d2[t] = s2[t * SW]
 
 
 @_njit
@@ -90,8 +120,12 @@ def col2im_nchw(col, n0, dx, p, group):
     C = dx.shape[1]
     cg = C // group
     P = Do * Ho * Wo
-    k = col.shape[2] // P
-    dx[n0:n0 + k] = 0
+    kP = col.shape[2]
+    k = kP // P
+    df = dx.reshape(-1)
+    cf = col.reshape(-1)
+    for t in range(n0 * C * D * H * W, (n0 + k) * C * D * H * W):
+        df[t] = 0
     for g in range(group):
         for c in range(cg):
             for kd in range(KD):
@@ -99,25 +133,29 @@ def col2im_nchw(col, n0, dx, p, group):
                 for kh in range(KH):
                     h0, h1 = _valid_range(kh * DH - PH, SH, H, Ho)
                     for kw in range(KW):
-                        row = col[g, ((c * KD + kd) * KH + kh) * KW + kw]
+                        r = (g * col.shape[1] + ((c * KD + kd) * KH + kh) * KW + kw) * kP
                         off = kw * DW - PW
                         lo, hi = _valid_range(off, SW, W, Wo)
+                        n = hi - lo
+                        if n <= 0:
+                            continue
                         for i in range(k):
-                            plane = dx[n0 + i, g * cg + c]
+                            plane = ((n0 + i) * C + g * cg + c) * D * H * W
                             for od in range(d0, d1):
                                 idd = od * SD - PD + kd * DD
-                                base = i * P + od * Ho * Wo
                                 for oh in range(h0, h1):
-                                    dst = plane[idd, oh * SH - PH + kh * DH]
-                                    o = base + oh * Wo
+                                    dst = plane + (idd * H + oh * SH - PH + kh * DH) * W + off + lo * SW
+                                    o = r + i * P + (od * Ho + oh) * Wo + lo
                                     if SW == 1:
-                                        d2 = dst[off + lo:off + hi]
-                                        s2 = row[o + lo:o + hi]
-                                        for t in range(hi - lo):
+                                        d2 = df[dst:]
+                                        s2 = cf[o:]
+                                        for t in range(n):
                                             d2[t] += s2[t]
                                     else:
-                                        for t in range(lo, hi):
-                                            dst[off + t * SW] += row[o + t]
+                                        d2 = df[dst:]
+                                        s2 = cf[o:]
+                                        for t in range(n):
+                                            d2[t * SW] += s2[t]
 
 
 @_njit
