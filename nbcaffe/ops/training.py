@@ -15,7 +15,7 @@ import threading
 import numba
 import numpy as np
 
-from nbcaffe import errors, schema
+from nbcaffe import errors, schema, threads
 from nbcaffe.operator import Operator
 from nbcaffe.ops._elementwise import flat
 from nbcaffe.registry import register_op
@@ -295,18 +295,75 @@ class LearningRate(Operator):
 # ----------------------------------------------------------------------------- updates
 
 
-@numba.njit(cache=True)
-def weighted_sum_cpu(xs, ws, out):
-    """out = Σ ws[k][0] * xs[k] over tuples of flat arrays (out may be xs[0])."""
-    w0 = ws[0][0]
-    x0 = xs[0]
+# Update kernels are nogil and run on slices: updates of at least PARALLEL_UPDATE_MIN elements
+# are split over nbcaffe.threads' pool (memory-bound passes: two cores move more bytes per
+# second than one; LeNet's fc3_w, 400k floats, is one such update per step).  Outputs that are
+# the same arrays as inputs (the in-place wiring every optimizer uses) get kernels that read
+# and write one array: two views of the same memory defeat LLVM's alias checks, and the loop
+# then runs scalar.
+PARALLEL_UPDATE_MIN = 1 << 16
+
+
+def split_update(n, fn):
+    """fn(lo, hi) over [0, n): one call, or per-thread slices (multiples of 64) on the pool."""
+    workers = threads.get_num_threads()
+    if n < PARALLEL_UPDATE_MIN or workers < 2:
+        fn(0, n)
+        return
+    tasks = 2 * workers
+    per_task = -(-n // tasks)
+    step = -(-per_task // 64) * 64
+    threads.run_tasks(lambda t, _worker: fn(t * step, min(n, (t + 1) * step)), -(-n // step), workers)
+
+
+@numba.njit(cache=True, nogil=True)
+def _scale_into(x, w, out):
+    """out = w * x (w: 1-element array)."""
+    w0 = w[0]
     for i in range(out.size):
-        out[i] = w0 * x0[i]
-    for k in range(1, len(xs)):
-        w = ws[k][0]
-        x = xs[k]
-        for i in range(out.size):
-            out[i] += w * x[i]
+        out[i] = w0 * x[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _scale_inplace(out, w):
+    w0 = w[0]
+    for i in range(out.size):
+        out[i] = w0 * out[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _axpy(x, w, out):
+    """out += w * x."""
+    w0 = w[0]
+    for i in range(out.size):
+        out[i] += w0 * x[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _axpby_inplace(out, w0, x, w1):
+    """out = w0 * out + w1 * x in one pass (the plain SGD update param = 1 * param + lr * grad)."""
+    a = w0[0]
+    b = w1[0]
+    for i in range(out.size):
+        out[i] = a * out[i] + b * x[i]
+
+
+def weighted_sum_cpu(xs, ws, out):
+    """out = Σ ws[k][0] * xs[k] over tuples of flat arrays (out may be xs[0]: the same object)."""
+
+    def run(lo, hi):
+        o = out[lo:hi]
+        if xs[0] is out and len(xs) == 2:
+            _axpby_inplace(o, ws[0], xs[1][lo:hi], ws[1])
+            return
+        if xs[0] is out:
+            _scale_inplace(o, ws[0])
+        else:
+            _scale_into(xs[0][lo:hi], ws[0], o)
+        for x, w in zip(xs[1:], ws[1:]):
+            _axpy(x[lo:hi], w, o)
+
+    split_update(out.size, run)
 
 
 @register_op
@@ -341,30 +398,46 @@ class WeightedSum(Operator):
         return (total.astype(inputs[0].dtype),)
 
     def bind(self, inputs, outputs):
-        out = flat(outputs[0])
-        xs = tuple(flat(x) for x in inputs[0::2])
-        ws = tuple(w.reshape(1) for w in inputs[1::2])
-        if any(x is out for x in xs[1:]):  # a later X aliased with the output would be read after writing
+        if any(x is outputs[0] for x in inputs[2::2]):  # a later X aliased with the output is read after writing
             raise errors.SchemaError("WeightedSum: only X0 may be the output blob")
+        out = flat(outputs[0])
+        # X0 in place: the output's own view, so the kernel sees the aliasing
+        xs = (out if inputs[0] is outputs[0] else flat(inputs[0]),) + tuple(flat(x) for x in inputs[2::2])
+        ws = tuple(w.reshape(1) for w in inputs[1::2])
         return functools.partial(self.kernel, xs, ws, out)
 
 
-@numba.njit(cache=True)
-def momentum_sgd_cpu(g, m, lr, param, momentum, nesterov, ng, nm):
-    """Momentum SGD on flat arrays (lr positive, lr[0]); writes ng, nm and updates param."""
+@numba.njit(cache=True, nogil=True)
+def _momentum_inplace(g, m, lr, param, momentum, nesterov):
+    """Momentum SGD on disjoint flat arrays: g and m are overwritten with the step and the new
+    moment (the optimizer's in-place wiring)."""
     rate = lr[0]
-    for i in range(g.size):
-        gi = g[i]
-        mi = m[i]
-        if nesterov:
+    if nesterov:
+        for i in range(g.size):
+            gi = g[i]
+            mi = m[i]
             mi_new = momentum * mi + rate * gi
-            nm[i] = mi_new
-            ng[i] = (1.0 + momentum) * mi_new - momentum * mi
-        else:
-            adjusted = rate * gi + momentum * mi
-            nm[i] = adjusted
-            ng[i] = adjusted
-        param[i] -= ng[i]
+            m[i] = mi_new
+            g[i] = (1.0 + momentum) * mi_new - momentum * mi
+            param[i] -= g[i]
+    else:
+        for i in range(g.size):
+            adjusted = rate * g[i] + momentum * m[i]
+            m[i] = adjusted
+            g[i] = adjusted
+            param[i] -= g[i]
+
+
+def momentum_sgd_cpu(g, m, lr, param, momentum, nesterov, ng, nm):
+    """Momentum SGD on flat arrays (lr positive, lr[0]); writes ng, nm and updates param.
+
+    The op runs in place (ng is g, nm is m); other outputs are first filled with g and m."""
+    if ng is not g:
+        ng[...] = g
+    if nm is not m:
+        nm[...] = m
+    split_update(ng.size, lambda lo, hi: _momentum_inplace(ng[lo:hi], nm[lo:hi], lr, param[lo:hi], momentum,
+                                                           nesterov))
 
 
 def _same_shapes(shapes, names, what):
@@ -409,13 +482,16 @@ class MomentumSGDUpdate(Operator):
 
     def bind(self, inputs, outputs):
         g, m, lr, p = inputs
-        return functools.partial(self.kernel, flat(g), flat(m), lr.reshape(1), flat(p),
-                                 float(self.args["momentum"]), bool(self.args["nesterov"]),
-                                 flat(outputs[0]), flat(outputs[1]))
+        fg, fm = flat(g), flat(m)
+        # in place (enforced): the same view objects, so the kernel knows it may update g and m
+        ng = fg if outputs[0] is g else flat(outputs[0])
+        nm = fm if outputs[1] is m else flat(outputs[1])
+        return functools.partial(self.kernel, fg, fm, lr.reshape(1), flat(p), float(self.args["momentum"]),
+                                 bool(self.args["nesterov"]), ng, nm)
 
 
-@numba.njit(cache=True)
-def adam_cpu(param, m1, m2, g, lr, it, beta1, beta2, eps):
+@numba.njit(cache=True, nogil=True)
+def _adam(param, m1, m2, g, lr, it, beta1, beta2, eps):
     """Adam on flat arrays, in place; lr[0] is negative for descent, it[0] the iteration."""
     t = it[0] + 1
     correction = math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
@@ -427,6 +503,12 @@ def adam_cpu(param, m1, m2, g, lr, it, beta1, beta2, eps):
         m1[i] = mi
         m2[i] = vi
         param[i] += rate * correction * mi / (math.sqrt(vi) + eps)
+
+
+def adam_cpu(param, m1, m2, g, lr, it, beta1, beta2, eps):
+    """Adam on flat arrays, in place; lr[0] is negative for descent, it[0] the iteration."""
+    split_update(param.size, lambda lo, hi: _adam(param[lo:hi], m1[lo:hi], m2[lo:hi], g[lo:hi], lr, it, beta1,
+                                                  beta2, eps))
 
 
 @register_op
@@ -468,8 +550,8 @@ class Adam(Operator):
                                  float(self.args["beta2"]), float(self.args["epsilon"]))
 
 
-@numba.njit(cache=True)
-def adagrad_cpu(param, h, g, lr, eps, decay):
+@numba.njit(cache=True, nogil=True)
+def _adagrad(param, h, g, lr, eps, decay):
     """Adagrad on flat arrays, in place; lr[0] negative for descent."""
     rate = lr[0]
     for i in range(param.size):
@@ -477,6 +559,11 @@ def adagrad_cpu(param, h, g, lr, eps, decay):
         hi = decay * h[i] + gi * gi
         h[i] = hi
         param[i] += rate * gi / (math.sqrt(hi) + eps)
+
+
+def adagrad_cpu(param, h, g, lr, eps, decay):
+    """Adagrad on flat arrays, in place; lr[0] negative for descent."""
+    split_update(param.size, lambda lo, hi: _adagrad(param[lo:hi], h[lo:hi], g[lo:hi], lr, eps, decay))
 
 
 @register_op
@@ -510,8 +597,8 @@ class Adagrad(Operator):
                                  float(self.args["epsilon"]), float(self.args["decay"]))
 
 
-@numba.njit(cache=True)
-def rmsprop_cpu(g, ms, mom, lr, decay, momentum, eps):
+@numba.njit(cache=True, nogil=True)
+def _rmsprop(g, ms, mom, lr, decay, momentum, eps):
     """RmsProp on flat arrays, in place: the new gradient (the step) replaces g."""
     rate = lr[0]
     for i in range(g.size):
@@ -521,6 +608,11 @@ def rmsprop_cpu(g, ms, mom, lr, decay, momentum, eps):
         nmom = mom[i] * momentum + rate * gi / math.sqrt(eps + nms)
         mom[i] = nmom
         g[i] = nmom
+
+
+def rmsprop_cpu(g, ms, mom, lr, decay, momentum, eps):
+    """RmsProp on flat arrays, in place: the new gradient (the step) replaces g."""
+    split_update(g.size, lambda lo, hi: _rmsprop(g[lo:hi], ms[lo:hi], mom[lo:hi], lr, decay, momentum, eps))
 
 
 @register_op
