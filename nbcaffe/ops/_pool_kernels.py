@@ -200,58 +200,125 @@ def max_pool_grad_tiled_nchw(x, dy, dx, p):
 
 @_njit
 def max_pool_2x2_nchw(x, y):
-    """Tiled 2x2 windows (stride 2, no pads): x (Q, D, H, W) planes, y (Q, D, Ho, Wo)."""
-    for q in range(x.shape[0]):
-        for d in range(y.shape[1]):
-            for oh in range(y.shape[2]):
-                r0 = x[q, d, 2 * oh]
-                r1 = x[q, d, 2 * oh + 1]
-                out = y[q, d, oh]
-                for t in range(out.shape[0]):
-                    m = r0[2 * t]
-                    v = r0[2 * t + 1]
-                    m = v if ((v > m) | ((v != v) & (m == m))) else m
-                    v = r1[2 * t]
-                    m = v if ((v > m) | ((v != v) & (m == m))) else m
-                    v = r1[2 * t + 1]
-                    m = v if ((v > m) | ((v != v) & (m == m))) else m
-                    out[t] = m
+    """Tiled 2x2 windows (stride 2, no pads): x (Q, D, H, W) planes, y (Q, D, Ho, Wo), both
+    C-contiguous.  Per output row: the vertical maxima of the two input rows (a contiguous,
+    vectorised pass), then the maxima of adjacent pairs.  NaN wins every comparison it is in,
+    so a window with a NaN gives NaN (which NaN is immaterial)."""
+    Q, D, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    tv = np.empty(2 * Wo, x.dtype)
+    for q in range(Q * D):
+        for oh in range(Ho):
+            b0 = (q * H + 2 * oh) * W
+            r0 = xf[b0:b0 + 2 * Wo]
+            r1 = xf[b0 + W:b0 + W + 2 * Wo]
+            for j in range(2 * Wo):
+                a = r0[j]
+                b = r1[j]
+                tv[j] = a if (a >= b) | (a != a) else b
+            out = yf[(q * Ho + oh) * Wo:(q * Ho + oh + 1) * Wo]
+            for t in range(Wo):
+                a = tv[2 * t]
+                b = tv[2 * t + 1]
+                out[t] = a if (a >= b) | (a != a) else b
+
+
+@_njit
+def _grad_2x2_exact(r0, r1, g0, g1, g, Wo, zero):
+    """One row of 2x2 windows, window by window: dy to the first maximum in row-major order (the
+    first NaN if any), 0 to the other three cells."""
+    for t in range(Wo):
+        a = r0[2 * t]
+        b = r0[2 * t + 1]
+        c = r1[2 * t]
+        e = r1[2 * t + 1]
+        m = a
+        m = b if ((b > m) | ((b != b) & (m == m))) else m
+        m = c if ((c > m) | ((c != c) & (m == m))) else m
+        m = e if ((e > m) | ((e != e) & (m == m))) else m
+        nan = m != m
+        t0 = (a == m) | (nan & (a != a))
+        t1 = ((b == m) | (nan & (b != b))) & ~t0
+        t2 = ((c == m) | (nan & (c != c))) & ~(t0 | t1)
+        t3 = ~(t0 | t1 | t2)
+        v = g[t]
+        g0[2 * t] = v if t0 else zero
+        g0[2 * t + 1] = v if t1 else zero
+        g1[2 * t] = v if t2 else zero
+        g1[2 * t + 1] = v if t3 else zero
+
+
+@functools.partial(numba.njit, cache=True, nogil=True, fastmath={"reassoc"})
+def _nonfinite_probe(r0, r1, n):
+    """Σ (v - v) over two rows: 0 when every value is finite, NaN otherwise (reassociated so
+    it vectorises; NaN still propagates)."""
+    s = r0[0] - r0[0]
+    for j in range(n):
+        s += (r0[j] - r0[j]) + (r1[j] - r1[j])
+    return s
 
 
 @_njit
 def max_pool_grad_2x2_nchw(x, dy, dx, zero):
     """Gradient of max_pool_2x2_nchw: each dx cell written once (dy at the first maximum of its
-    window in row-major order, the first NaN if any, else 0); zero: a 0 of dx's dtype."""
+    window in row-major order, the first NaN if any, else 0); zero: a 0 of dx's dtype.
+
+    Fast pass per output row, on contiguous loops: the window maxima (as the forward), spread
+    back to both input columns with dy, then every input cell equal to its window's maximum
+    gets dy.  That is exact when each window has one maximum and no NaN/inf, which the pass
+    checks (winners counted, non-finite values probed); rows that fail are redone window by
+    window after the pass (a call inside the pass kept it from vectorising: 1.4 vs 0.5 ms).
+    """
+    Q, D, H, W = x.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
-    for q in range(x.shape[0]):
-        if 2 * Ho < x.shape[2] or 2 * Wo < x.shape[3]:
-            dx[q] = 0  # cells outside every window
-        for d in range(dy.shape[1]):
-            for oh in range(Ho):
-                r0 = x[q, d, 2 * oh]
-                r1 = x[q, d, 2 * oh + 1]
-                g0 = dx[q, d, 2 * oh]
-                g1 = dx[q, d, 2 * oh + 1]
-                g = dy[q, d, oh]
-                for t in range(Wo):
-                    a = r0[2 * t]
-                    b = r0[2 * t + 1]
-                    c = r1[2 * t]
-                    e = r1[2 * t + 1]
-                    m = a
-                    m = b if ((b > m) | ((b != b) & (m == m))) else m
-                    m = c if ((c > m) | ((c != c) & (m == m))) else m
-                    m = e if ((e > m) | ((e != e) & (m == m))) else m
-                    nan = m != m
-                    t0 = (a == m) | (nan & (a != a))
-                    t1 = ((b == m) | (nan & (b != b))) & ~t0
-                    t2 = ((c == m) | (nan & (c != c))) & ~(t0 | t1)
-                    t3 = ~(t0 | t1 | t2)
-                    v = g[t]
-                    g0[2 * t] = v if t0 else zero
-                    g0[2 * t + 1] = v if t1 else zero
-                    g1[2 * t] = v if t2 else zero
-                    g1[2 * t + 1] = v if t3 else zero
+    xf = x.reshape(-1)
+    df = dx.reshape(-1)
+    gf = dy.reshape(-1)
+    mx = np.empty(2 * Wo, x.dtype)
+    gx = np.empty(2 * Wo, x.dtype)
+    redo = np.zeros(Q * D * Ho, np.bool_)
+    for q in range(Q * D):
+        if 2 * Ho < H or 2 * Wo < W:
+            for j in range(q * H * W, (q + 1) * H * W):
+                df[j] = zero  # cells outside every window
+        for oh in range(Ho):
+            b0 = (q * H + 2 * oh) * W
+            r0 = xf[b0:b0 + 2 * Wo]
+            r1 = xf[b0 + W:b0 + W + 2 * Wo]
+            g0 = df[b0:b0 + 2 * Wo]
+            g1 = df[b0 + W:b0 + W + 2 * Wo]
+            g = gf[(q * Ho + oh) * Wo:(q * Ho + oh + 1) * Wo]
+            for j in range(2 * Wo):
+                a = r0[j]
+                b = r1[j]
+                mx[j] = a if a >= b else b
+            for t in range(Wo):
+                a = mx[2 * t]
+                b = mx[2 * t + 1]
+                m = a if a >= b else b
+                mx[2 * t] = m
+                mx[2 * t + 1] = m
+                gx[2 * t] = g[t]
+                gx[2 * t + 1] = g[t]
+            winners = 0
+            for j in range(2 * Wo):
+                m = mx[j]
+                v = gx[j]
+                k0 = r0[j] == m
+                k1 = r1[j] == m
+                g0[j] = v if k0 else zero
+                g1[j] = v if k1 else zero
+                winners += (1 if k0 else 0) + (1 if k1 else 0)
+            if winners + _nonfinite_probe(r0, r1, 2 * Wo) != Wo:
+                redo[q * Ho + oh] = True
+    for i in range(Q * D * Ho):
+        if redo[i]:
+            q, oh = i // Ho, i % Ho
+            b0 = (q * H + 2 * oh) * W
+            _grad_2x2_exact(xf[b0:b0 + 2 * Wo], xf[b0 + W:b0 + W + 2 * Wo], df[b0:b0 + 2 * Wo],
+                            df[b0 + W:b0 + W + 2 * Wo], gf[i * Wo:(i + 1) * Wo], Wo, zero)
 
 
 @_njit

@@ -160,6 +160,39 @@ class TestForward:
         np.testing.assert_array_equal(dxi, expected)
 
 
+    @pytest.mark.parametrize("shape", [(3, 4, 8, 10), (2, 3, 9, 11), (1, 2, 2, 2), (2, 2, 6, 40)])
+    @pytest.mark.parametrize("dtype", [F32, np.float64])
+    def test_2x2_rows_with_nan_inf_and_ties(self, shape, dtype):
+        """The 2x2/2 kernels (row passes; gradient rows with ties or non-finite values redone
+        window by window) against a loop over windows, with every kind of awkward window."""
+        rng = np.random.default_rng(12)
+        x = rng.standard_normal(shape).astype(dtype)
+        flat = x.reshape(-1)
+        pick = rng.choice(flat.size, size=max(4, flat.size // 12), replace=False)
+        quarter = len(pick) // 4
+        flat[pick[:quarter]] = np.nan
+        flat[pick[quarter:2 * quarter]] = 1.0  # ties
+        flat[pick[2 * quarter:3 * quarter]] = np.inf
+        flat[pick[3 * quarter:]] = -np.inf
+        x[0, 0, :2, :2] = -np.inf  # a window of equal -inf: the first cell wins
+        n, c, h, w = shape
+        dy = rng.standard_normal((n, c, h // 2, w // 2)).astype(dtype)
+        dy.reshape(-1)[::7] = np.inf  # dY reaches only its winner: no inf * 0
+        y_expected = np.empty(dy.shape, dtype)
+        dx_expected = np.zeros_like(x)
+        for i, j, oh, ow in np.ndindex(*dy.shape):
+            cells = [(2 * oh + a, 2 * ow + b) for a in (0, 1) for b in (0, 1)]
+            values = [x[i, j, r, q] for r, q in cells]
+            nan = [k for k, v in enumerate(values) if np.isnan(v)]
+            best = nan[0] if nan else int(np.argmax(values))  # argmax: the first maximum
+            y_expected[i, j, oh, ow] = values[best]
+            dx_expected[(i, j) + cells[best]] = dy[i, j, oh, ow]
+        (y,) = run("MaxPool", [x], kernel=2, stride=2)
+        np.testing.assert_array_equal(y, y_expected)
+        (dx,) = run("MaxPoolGradient", [x, y, dy], kernel=2, stride=2)
+        np.testing.assert_array_equal(dx, dx_expected)
+
+
 class TestGradients:
     @settings(max_examples=30)
     @given(case=pool_case())
