@@ -60,6 +60,9 @@ from nbcaffe.ops._conv_kernels import (
 # Scratch budget (bytes) of one task's col / col3+Z buffers: big enough that a 64-channel
 # 56x56 image is one row-shift task, small enough to stay in a large L2/L3 slice.
 TASK_BYTES = 8 << 20
+# Image-chunk tasks per thread (GEMM strategies): several, so that a core slowed by a co-tenant
+# hands its share to the other one (with one task per thread the op waits for the slow half).
+TASKS_PER_THREAD = 4
 
 
 # ============================================================================ plans
@@ -133,8 +136,11 @@ def _direct_plan(n, canon, cg, threads):
 
 
 def _chunk(n, per_image_bytes, threads):
-    """Images per task: within TASK_BYTES, and at least `threads` tasks when there are images enough."""
-    return max(1, min(TASK_BYTES // max(per_image_bytes, 1), -(-n // threads)))
+    """Images per task: within TASK_BYTES, and at least TASKS_PER_THREAD tasks per thread when
+    there are images enough."""
+    if threads == 1:
+        return max(1, min(TASK_BYTES // max(per_image_bytes, 1), n))
+    return max(1, min(TASK_BYTES // max(per_image_bytes, 1), -(-n // (threads * TASKS_PER_THREAD))))
 
 
 def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, rowshift=True, direct=True):
