@@ -373,9 +373,17 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
     cp.run_tasks(task, n * tiles, workers)
 
 
-def conv_backward_filter(x, dy, dw, plan, scratch, db=None):
+def fused_backward(fplan, dplan, flipped):
+    """Whether dX can ride along dW's tasks: both NCHW im2col passes over the same chunks (then
+    each task gathers its dY once, and its col buffer serves the dW GEMM, then Wᵀ·dY and col2im)."""
+    return (flipped is None and dplan is not None and fplan[0] == 1 and fplan[3] == FWD_IM2COL
+            and dplan[3] == FWD_IM2COL and fplan[4] == dplan[4] and fplan[PLAN_HEAD:] == dplan[PLAN_HEAD:])
+
+
+def conv_backward_filter(x, dy, dw, plan, scratch, db=None, w=None, dx=None):
     """dw = Σ over images and output positions of dy ⊗ the input patch (shapes as conv_forward);
-    with ``db`` (a non-empty array) also db = Σ of dy per output channel.
+    with ``db`` (a non-empty array) also db = Σ of dy per output channel; with ``w`` and ``dx``
+    (plans that pass fused_backward) also dx = col2im(wᵀ·dy) in the same tasks.
 
     scratch: (per-worker col, per-worker gathered dY, per-chunk partial sums, NHWC total); direct
     plans: (per-worker padded dY rows, per-worker padded planes, per-task dW and db partials).
@@ -403,6 +411,8 @@ def conv_backward_filter(x, dy, dw, plan, scratch, db=None):
     parts = scratch[2][:n_tasks].reshape(n_tasks, group, kg, mg)
     if nchw:
         dy3 = dy.reshape(n, m, P)
+    if dx is not None:
+        wt = w.reshape(group, mg, kg).transpose(0, 2, 1)  # (G, Kg, Mg) view
 
     def task(t, worker):
         n0 = t * chunk
@@ -423,6 +433,9 @@ def conv_backward_filter(x, dy, dw, plan, scratch, db=None):
                 dyg = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
                 gather_images(dy3, n0, dyg)
             np.matmul(col, dyg.transpose(0, 2, 1), out=parts[t])
+            if dx is not None:
+                np.matmul(wt, dyg, out=col)
+                col2im_nchw(col, n0, dx, p, group)
         else:
             if pointwise:
                 col = x[n0:n1].reshape(k * P, group, kg)

@@ -40,6 +40,7 @@ from nbcaffe.ops._conv_cpu import (
     data_grad_plan,
     filter_grad_plan,
     forward_plan,
+    fused_backward,
 )
 from nbcaffe.registry import register_op
 
@@ -103,13 +104,17 @@ def _conv_grad_scratch(ctx, geo, group, m, dtype, need_dx):
     cpu = ctx.device_type == CPU
     fplan, fshapes = filter_grad_plan(geo, group, m, itemsize, cpu)
     dplan, flipped, dshapes = data_grad_plan(geo, group, m, itemsize, cpu)
-    scratch = (allocate(ctx, fshapes, dtype), allocate(ctx, dshapes, dtype) if need_dx else ())
-    return (fplan, dplan, flipped), scratch
+    fused = int(cpu and need_dx and fused_backward(fplan, dplan, flipped))
+    scratch = (allocate(ctx, fshapes, dtype), allocate(ctx, dshapes, dtype) if need_dx and not fused else ())
+    return (fplan, dplan, flipped, fused), scratch
 
 
 def conv_gradient_cpu(x, w, dy, dw, db, dx, plans, scratch):
     """ConvGradient: dw, db (when db.size) and dx (when dx.size) of y = conv(x, w) + b."""
-    fplan, dplan, flipped = plans
+    fplan, dplan, flipped, fused = plans
+    if fused and dx.size:  # dX in dW's tasks (fused_backward)
+        conv_backward_filter(x, dy, dw, fplan, scratch[0], db if db.size else None, w, dx)
+        return
     conv_backward_filter(x, dy, dw, fplan, scratch[0], db if db.size else None)
     if dx.size:
         conv_backward_data(dy, w, dx, dplan, flipped, scratch[1])

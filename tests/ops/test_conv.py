@@ -484,6 +484,29 @@ class TestConvGradient:
             again = run("ConvGradient", [x, w, dy], 3, kernel=3, stride=stride, pad=pad)
             assert all(np.array_equal(a, c) for a, c in zip(got, again))
 
+    @pytest.mark.parametrize("stride,pad,group", [(1, 0, 1), (2, 1, 1), (1, 2, 2)])
+    def test_fused_backward_path(self, stride, pad, group):
+        """dX computed in dW's tasks (NCHW im2col for both, same chunks): several chunks of images."""
+        from nbcaffe.ops import _conv_common
+        from nbcaffe.ops import _conv_cpu as conv_module
+
+        rng = np.random.default_rng(16)
+        x = rng.standard_normal((9, 20, 12, 12)).astype(F32)
+        w = rng.standard_normal((6, 20 // group, 5, 5)).astype(F32)
+        args = {"kernel": 5, "stride": stride, "pad": pad, "group": group}
+        window = _conv_pool.parse_window(_conv_args(args), "test", "conv")
+        geo, m = _conv_common.filter_geometry(window, x.shape, w.shape, group)
+        fplan = conv_module.filter_grad_plan(geo, group, m, 4)[0]
+        dplan, flipped, _ = conv_module.data_grad_plan(geo, group, m, 4)
+        assert conv_module.fused_backward(fplan, dplan, flipped)
+        assert -(-9 // fplan[4]) > 2  # several chunks
+        y_shape = torch_conv(x, w, None, (stride,) * 2, (pad,) * 4, (1, 1), group).shape
+        dy = rng.standard_normal(y_shape).astype(F32)
+        dw, db, dx = torch_conv_grads(x, w, None, dy, (stride,) * 2, (pad,) * 4, (1, 1), group)
+        got = run("ConvGradient", [x, w, dy], 3, **args)
+        for a, e in zip(got, (dw, db, dx)):
+            assert_close(a, e, rtol=1e-4, atol=2e-3)
+
     def test_maker_follows_caffe2(self):
         conv = core.CreateOperator("Conv2D", ["x", "w", "b"], ["y"], kernel=3)
         ops, g_in = autograd.GradientRegistry.GetGradientForOp(conv, ["y_grad"])
