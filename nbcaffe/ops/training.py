@@ -9,14 +9,14 @@ tensors on the host (Caffe2 kept them on the CPU even for GPU models).
 from __future__ import annotations
 
 import functools
-import math
 import threading
 
 import numba
 import numpy as np
 
-from nbcaffe import errors, schema, threads
+from nbcaffe import errors, schema
 from nbcaffe.operator import Operator
+from nbcaffe.ops import _update_kernels as uk
 from nbcaffe.ops._elementwise import flat
 from nbcaffe.registry import register_op
 from nbcaffe.schema import Arg
@@ -295,75 +295,22 @@ class LearningRate(Operator):
 # ----------------------------------------------------------------------------- updates
 
 
-# Update kernels are nogil and run on slices: updates of at least PARALLEL_UPDATE_MIN elements
-# are split over nbcaffe.threads' pool (memory-bound passes: two cores move more bytes per
-# second than one; LeNet's fc3_w, 400k floats, is one such update per step).  Outputs that are
-# the same arrays as inputs (the in-place wiring every optimizer uses) get kernels that read
-# and write one array: two views of the same memory defeat LLVM's alias checks, and the loop
-# then runs scalar.
-PARALLEL_UPDATE_MIN = 1 << 16
-
-
-def split_update(n, fn):
-    """fn(lo, hi) over [0, n): one call, or per-thread slices (multiples of 64) on the pool."""
-    workers = threads.get_num_threads()
-    if n < PARALLEL_UPDATE_MIN or workers < 2:
-        fn(0, n)
-        return
-    tasks = 2 * workers
-    per_task = -(-n // tasks)
-    step = -(-per_task // 64) * 64
-    threads.run_tasks(lambda t, _worker: fn(t * step, min(n, (t + 1) * step)), -(-n // step), workers)
-
-
-@numba.njit(cache=True, nogil=True)
-def _scale_into(x, w, out):
-    """out = w * x (w: 1-element array)."""
-    w0 = w[0]
-    for i in range(out.size):
-        out[i] = w0 * x[i]
-
-
-@numba.njit(cache=True, nogil=True)
-def _scale_inplace(out, w):
-    w0 = w[0]
-    for i in range(out.size):
-        out[i] = w0 * out[i]
-
-
-@numba.njit(cache=True, nogil=True)
-def _axpy(x, w, out):
-    """out += w * x."""
-    w0 = w[0]
-    for i in range(out.size):
-        out[i] += w0 * x[i]
-
-
-@numba.njit(cache=True, nogil=True)
-def _axpby_inplace(out, w0, x, w1):
-    """out = w0 * out + w1 * x in one pass (the plain SGD update param = 1 * param + lr * grad)."""
-    a = w0[0]
-    b = w1[0]
-    for i in range(out.size):
-        out[i] = a * out[i] + b * x[i]
-
-
 def weighted_sum_cpu(xs, ws, out):
     """out = Σ ws[k][0] * xs[k] over tuples of flat arrays (out may be xs[0]: the same object)."""
 
     def run(lo, hi):
         o = out[lo:hi]
         if xs[0] is out and len(xs) == 2:
-            _axpby_inplace(o, ws[0], xs[1][lo:hi], ws[1])
+            uk.axpby_inplace(o, ws[0], xs[1][lo:hi], ws[1])
             return
         if xs[0] is out:
-            _scale_inplace(o, ws[0])
+            uk.scale_inplace(o, ws[0])
         else:
-            _scale_into(xs[0][lo:hi], ws[0], o)
+            uk.scale_into(xs[0][lo:hi], ws[0], o)
         for x, w in zip(xs[1:], ws[1:]):
-            _axpy(x[lo:hi], w, o)
+            uk.axpy(x[lo:hi], w, o)
 
-    split_update(out.size, run)
+    uk.split_update(out.size, run)
 
 
 @register_op
@@ -407,27 +354,6 @@ class WeightedSum(Operator):
         return functools.partial(self.kernel, xs, ws, out)
 
 
-@numba.njit(cache=True, nogil=True)
-def _momentum_inplace(g, m, lr, param, momentum, nesterov):
-    """Momentum SGD on disjoint flat arrays: g and m are overwritten with the step and the new
-    moment (the optimizer's in-place wiring)."""
-    rate = lr[0]
-    if nesterov:
-        for i in range(g.size):
-            gi = g[i]
-            mi = m[i]
-            mi_new = momentum * mi + rate * gi
-            m[i] = mi_new
-            g[i] = (1.0 + momentum) * mi_new - momentum * mi
-            param[i] -= g[i]
-    else:
-        for i in range(g.size):
-            adjusted = rate * g[i] + momentum * m[i]
-            m[i] = adjusted
-            g[i] = adjusted
-            param[i] -= g[i]
-
-
 def momentum_sgd_cpu(g, m, lr, param, momentum, nesterov, ng, nm):
     """Momentum SGD on flat arrays (lr positive, lr[0]); writes ng, nm and updates param.
 
@@ -436,7 +362,7 @@ def momentum_sgd_cpu(g, m, lr, param, momentum, nesterov, ng, nm):
         ng[...] = g
     if nm is not m:
         nm[...] = m
-    split_update(ng.size, lambda lo, hi: _momentum_inplace(ng[lo:hi], nm[lo:hi], lr, param[lo:hi], momentum,
+    uk.split_update(ng.size, lambda lo, hi: uk.momentum_inplace(ng[lo:hi], nm[lo:hi], lr, param[lo:hi], momentum,
                                                            nesterov))
 
 
@@ -490,24 +416,9 @@ class MomentumSGDUpdate(Operator):
                                  bool(self.args["nesterov"]), ng, nm)
 
 
-@numba.njit(cache=True, nogil=True)
-def _adam(param, m1, m2, g, lr, it, beta1, beta2, eps):
-    """Adam on flat arrays, in place; lr[0] is negative for descent, it[0] the iteration."""
-    t = it[0] + 1
-    correction = math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
-    rate = lr[0]
-    for i in range(param.size):
-        gi = g[i]
-        mi = m1[i] * beta1 + gi * (1.0 - beta1)
-        vi = m2[i] * beta2 + gi * gi * (1.0 - beta2)
-        m1[i] = mi
-        m2[i] = vi
-        param[i] += rate * correction * mi / (math.sqrt(vi) + eps)
-
-
 def adam_cpu(param, m1, m2, g, lr, it, beta1, beta2, eps):
     """Adam on flat arrays, in place; lr[0] is negative for descent, it[0] the iteration."""
-    split_update(param.size, lambda lo, hi: _adam(param[lo:hi], m1[lo:hi], m2[lo:hi], g[lo:hi], lr, it, beta1,
+    uk.split_update(param.size, lambda lo, hi: uk.adam(param[lo:hi], m1[lo:hi], m2[lo:hi], g[lo:hi], lr, it, beta1,
                                                   beta2, eps))
 
 
@@ -550,20 +461,9 @@ class Adam(Operator):
                                  float(self.args["beta2"]), float(self.args["epsilon"]))
 
 
-@numba.njit(cache=True, nogil=True)
-def _adagrad(param, h, g, lr, eps, decay):
-    """Adagrad on flat arrays, in place; lr[0] negative for descent."""
-    rate = lr[0]
-    for i in range(param.size):
-        gi = g[i]
-        hi = decay * h[i] + gi * gi
-        h[i] = hi
-        param[i] += rate * gi / (math.sqrt(hi) + eps)
-
-
 def adagrad_cpu(param, h, g, lr, eps, decay):
     """Adagrad on flat arrays, in place; lr[0] negative for descent."""
-    split_update(param.size, lambda lo, hi: _adagrad(param[lo:hi], h[lo:hi], g[lo:hi], lr, eps, decay))
+    uk.split_update(param.size, lambda lo, hi: uk.adagrad(param[lo:hi], h[lo:hi], g[lo:hi], lr, eps, decay))
 
 
 @register_op
@@ -597,22 +497,9 @@ class Adagrad(Operator):
                                  float(self.args["epsilon"]), float(self.args["decay"]))
 
 
-@numba.njit(cache=True, nogil=True)
-def _rmsprop(g, ms, mom, lr, decay, momentum, eps):
-    """RmsProp on flat arrays, in place: the new gradient (the step) replaces g."""
-    rate = lr[0]
-    for i in range(g.size):
-        gi = g[i]
-        nms = ms[i] + (1.0 - decay) * (gi * gi - ms[i])
-        ms[i] = nms
-        nmom = mom[i] * momentum + rate * gi / math.sqrt(eps + nms)
-        mom[i] = nmom
-        g[i] = nmom
-
-
 def rmsprop_cpu(g, ms, mom, lr, decay, momentum, eps):
     """RmsProp on flat arrays, in place: the new gradient (the step) replaces g."""
-    split_update(g.size, lambda lo, hi: _rmsprop(g[lo:hi], ms[lo:hi], mom[lo:hi], lr, decay, momentum, eps))
+    uk.split_update(g.size, lambda lo, hi: uk.rmsprop(g[lo:hi], ms[lo:hi], mom[lo:hi], lr, decay, momentum, eps))
 
 
 @register_op

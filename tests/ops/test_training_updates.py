@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nbcaffe.ops import training
+from nbcaffe.ops import _update_kernels, training
 from tests.ops._util import op, run
 
 F32 = np.float32
@@ -16,7 +16,7 @@ F32 = np.float32
 @pytest.fixture(params=[False, True], ids=["one-task", "split"])
 def split(request, monkeypatch):
     if request.param:
-        monkeypatch.setattr(training, "PARALLEL_UPDATE_MIN", 64)  # 1000 elements: several tasks
+        monkeypatch.setattr(_update_kernels, "PARALLEL_UPDATE_MIN", 64)  # 1000 elements: several tasks
     return request.param
 
 
@@ -93,10 +93,10 @@ def test_split_covers_every_element():
     def mark(lo, hi):
         seen[lo:hi] += 1
 
-    old = training.PARALLEL_UPDATE_MIN
-    training.PARALLEL_UPDATE_MIN = 64
+    old = _update_kernels.PARALLEL_UPDATE_MIN
+    _update_kernels.PARALLEL_UPDATE_MIN = 64
     try:
-        training.split_update(1000, mark)
+        _update_kernels.split_update(1000, mark)
     finally:
-        training.PARALLEL_UPDATE_MIN = old
+        _update_kernels.PARALLEL_UPDATE_MIN = old
     assert (seen == 1).all()
