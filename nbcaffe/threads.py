@@ -243,3 +243,26 @@ def matmul(a, b, out):
             np.matmul(a, b[:, lo:lo + step], out=out[:, lo:lo + step])
 
         run_tasks(cols, -(-n // step), workers)
+
+
+def batch_matmul(a, b, out):
+    """out (B..., M, N) = a (B..., M, K) @ b (B..., K, N), NumPy broadcasting over the batch
+    dims.  Large products whose operands carry the full leading batch dim are split into
+    blocks of that dim over the pool; anything else is one ``np.matmul`` call."""
+    workers = get_num_threads()
+    lead = out.shape[0] if out.ndim > 2 else 1
+    macs = out.size * a.shape[-1]
+    if (workers == 1 or macs < PARALLEL_GEMM_MIN_MACS or lead < 2
+            or a.ndim != out.ndim or b.ndim != out.ndim or a.shape[0] != lead or b.shape[0] != lead):
+        if out.ndim == 2:
+            matmul(a, b, out)
+        else:
+            np.matmul(a, b, out=out)
+        return
+    step = -(-lead // workers)
+
+    def blocks(i, _worker):
+        lo = i * step
+        np.matmul(a[lo:lo + step], b[lo:lo + step], out=out[lo:lo + step])
+
+    run_tasks(blocks, -(-lead // step), workers)

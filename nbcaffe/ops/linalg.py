@@ -1,6 +1,7 @@
 """Linear algebra: MatMul, BatchMatMul and ElementwiseLinear, with their gradients.
 
-CPU GEMMs are NumPy's BLAS calls (``np.dot`` / ``np.matmul`` with ``out=``, transposes as
+CPU GEMMs are NumPy's BLAS calls split over nbcaffe's task pool (``threads.matmul`` /
+``threads.batch_matmul``: ``np.dot`` / ``np.matmul`` with ``out=``, transposes as
 strided views, which NumPy hands to BLAS as transpose flags); CUDA GEMMs are the tiled
 shared-memory kernel of nbcaffe/cuda/linalg.py.  Gradients follow Caffe2's makers: MatMul and
 BatchMatMul differentiate into MatMul / BatchMatMul ops with transpose flags.
@@ -13,7 +14,7 @@ import functools
 import numba
 import numpy as np
 
-from nbcaffe import errors, schema
+from nbcaffe import errors, schema, threads
 from nbcaffe.autograd import GI, GO, GradientContext, I, simple_gradient
 from nbcaffe.operator import Operator
 from nbcaffe.ops import reduction
@@ -37,7 +38,7 @@ def _numeric(name, dtype):
 def matmul_cpu(a2, b2, y2, trans_a, trans_b, offsets):
     """y2 (M, N) = op(a2) · op(b2); op transposes when the flag is set (BLAS via NumPy).
     ``offsets`` ((2, 1) zeros) is for the CUDA kernel's batch addressing; unused here."""
-    np.dot(a2.T if trans_a else a2, b2.T if trans_b else b2, out=y2)
+    threads.matmul(a2.T if trans_a else a2, b2.T if trans_b else b2, y2)
 
 
 def batch_offsets(batch, x1_view, x2_view):
@@ -149,7 +150,7 @@ def batch_matmul_cpu(a, b, y, trans_a, trans_b, offsets):
     """y (..., M, N) = op(a) · op(b) over the batch dims, which broadcast NumPy-style (all three
     arrays have the same rank; a and b may have 1s where y has batches).  ``offsets`` (see
     batch_offsets) is the CUDA kernel's batch addressing; NumPy broadcasts by itself."""
-    np.matmul(a.swapaxes(-1, -2) if trans_a else a, b.swapaxes(-1, -2) if trans_b else b, out=y)
+    threads.batch_matmul(a.swapaxes(-1, -2) if trans_a else a, b.swapaxes(-1, -2) if trans_b else b, y)
 
 
 class BatchPlan:

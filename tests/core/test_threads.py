@@ -22,6 +22,41 @@ def test_matmul_blocks_match_numpy(monkeypatch, shape, transpose):
     np.testing.assert_allclose(out, a_op @ b_op, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("a_batch, b_batch", [(5, 5), (1, 5), (5, 1)])
+def test_batch_matmul_blocks_match_numpy(monkeypatch, a_batch, b_batch):
+    monkeypatch.setattr(threads, "PARALLEL_GEMM_MIN_MACS", 1)  # force the split on small shapes
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((a_batch, 7, 6))
+    b = rng.standard_normal((b_batch, 9, 6)).swapaxes(-1, -2)  # a transposed (strided) operand
+    out = np.full((5, 7, 9), np.nan)
+    threads.batch_matmul(a, b, out)
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-12, atol=1e-12)
+
+
+def test_matmul_ops_split_over_the_pool(monkeypatch):
+    """MatMul and BatchMatMul go through the pool's GEMM split (a 2-thread speed path)."""
+    monkeypatch.setattr(threads, "PARALLEL_GEMM_MIN_MACS", 1)
+    calls = []
+    real = threads.run_tasks
+    monkeypatch.setattr(threads, "run_tasks", lambda *a: calls.append(a[1]) or real(*a))
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((3, 8, 5)).astype(np.float32), rng.standard_normal((3, 5, 4)).astype(np.float32)
+    workspace.ResetWorkspace()
+    workspace.FeedBlob("a", a)
+    workspace.FeedBlob("b", b)
+    workspace.FeedBlob("a2", a[0])
+    workspace.FeedBlob("b2", b[0])
+    net = core.Net("mm_split")
+    net.BatchMatMul(["a", "b"], "y")
+    net.MatMul(["a2", "b2"], "y2")
+    if threads.get_num_threads() < 2:
+        pytest.skip("one CPU thread: nothing to split")
+    workspace.RunNetOnce(net)
+    assert len(calls) == 2, calls
+    np.testing.assert_allclose(workspace.FetchBlob("y"), a @ b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(workspace.FetchBlob("y2"), a[0] @ b[0], rtol=1e-5, atol=1e-6)
+
+
 def test_run_tasks_runs_every_task_once_and_reraises():
     seen = []
     lock = threading.Lock()
