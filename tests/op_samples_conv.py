@@ -44,6 +44,7 @@ def samples():
         case([x, w3, b3], kernel=3, stride=2, pad=1, legacy_pad=3),
         case([x, w3], kernel=3, legacy_pad=1),
         case([x, w3], kernel=3, dilation_h=2, dilation_w=1, stride_h=1, stride_w=2),
+        case([x, _a(r, 4, 1, 3, 3), _a(r, 4)], kernel=3, stride=2, pad=1, group=4),  # depthwise
     ]
     conv1d = [case([x1, w1, _a(r, 4)], kernels=[3], strides=[2], pads=[1, 0]),
               case([x1, w1], kernel=3, pad=2, dilation=2)]
@@ -67,5 +68,7 @@ def samples():
         "Conv1D": conv1d,
         "Conv2D": [conv[0], conv[3]],
         "Conv3D": conv3d,
+        # inference only, CPU only: the row-shift, im2col, 1x1, NHWC and depthwise paths
+        "ConvRelu": [conv[0], conv[1], conv[3], conv[5], conv[-1]],
         "ConvTranspose": transpose,
     }

@@ -17,6 +17,9 @@ Strategies (the measurements behind each choice are in docs/design.md, "Convolut
   row passes of the (padded) input plane, five kernel columns per pass; the filter gradient
   is one dot product per tap between dY's rows (padded to the same row length) and the input
   plane, with the bias gradient summed on the way.
+* NCHW, at most 2 spatial dims, one input channel per group (depthwise, e.g. UltraFace's 3x3
+  stride 1/2 layers): a direct kernel per output plane (_direct_kernels.depthwise_conv_nchw),
+  any stride, pad or dilation; the per-group GEMMs it replaces are 9 deep.
 * Everything else: im2col per chunk of images, the chunk's images side by side in the col
   matrix so one GEMM serves them all (small images: LeNet's 8x8 outputs), then a scatter.
 * Gradients: dX with unit strides is a row-shift convolution of dY with the flipped,
@@ -46,8 +49,6 @@ from nbcaffe.ops._conv_kernels import (
     bias_grad_rows,
     col2im_nchw,
     col2im_nhwc,
-    direct_conv_nchw,
-    direct_filter_grad_nchw,
     gather_images,
     im2col_nchw,
     im2col_nhwc,
@@ -56,6 +57,7 @@ from nbcaffe.ops._conv_kernels import (
     scatter_images,
     sum_partials,
 )
+from nbcaffe.ops._direct_kernels import depthwise_conv_nchw, direct_conv_nchw, direct_filter_grad_nchw
 
 # Scratch budget (bytes) of one task's col / col3+Z buffers: big enough that a 64-channel
 # 56x56 image is one row-shift task, small enough to stay in a large L2/L3 slice.
@@ -71,7 +73,7 @@ TASKS_PER_THREAD = 4
 # Scratch (CPU only; the CUDA kernels need none) is a 4-tuple of per-worker / per-task
 # arrays: (col, aux, parts, extra) whose meaning depends on the pass (see each driver).
 
-FWD_GEMM1X1, FWD_ROWSHIFT, FWD_IM2COL, FWD_DIRECT = 0, 1, 2, 3
+FWD_GEMM1X1, FWD_ROWSHIFT, FWD_IM2COL, FWD_DIRECT, FWD_DEPTHWISE = 0, 1, 2, 3, 4
 PLAN_HEAD = 6
 # Row-shift computes padded-width columns; above this ratio of computed to needed columns
 # (small images: LeNet's 12x12 -> 8x8 conv computes 1.5x) im2col is cheaper, and below this
@@ -124,6 +126,11 @@ def _direct_ok(geo, canon, cg, mg, forward):
             and Ho * Wp <= max_positions)
 
 
+def _depthwise_ok(geo, canon, cg, group):
+    """The depthwise kernel: NCHW, at most 2 spatial dims, one input channel per group."""
+    return geo.order == "NCHW" and canon[0] == 1 and canon[6] == 1 and cg == 1 and group > 1
+
+
 def _direct_plan(n, canon, cg, threads):
     """(chunk, workers, n_tasks, L, plane) of a direct pass: images per task, positions per
     padded-row image, and the padded planes' scratch size."""
@@ -143,7 +150,8 @@ def _chunk(n, per_image_bytes, threads):
     return max(1, min(TASK_BYTES // max(per_image_bytes, 1), -(-n // (threads * TASKS_PER_THREAD))))
 
 
-def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, rowshift=True, direct=True):
+def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, rowshift=True, direct=True,
+                 depthwise=True):
     """(plan, scratch shapes) of y = conv(x) for ``geo`` (x: (N, C, in_sp) -> y: (N, m_out, out_sp))."""
     canon = geo.canonical()
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = canon
@@ -153,6 +161,11 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
     P = Do * Ho * Wo
     threads = cp.num_threads() if cpu else 1
     head = (nchw, group, int(has_bias))
+    if depthwise and cpu and _depthwise_ok(geo, canon, cg, group):
+        planes = n * m_out
+        chunk = max(1, -(-planes // (threads * DIRECT_TASKS_PER_THREAD))) if threads > 1 else planes
+        workers = min(threads, -(-planes // chunk))
+        return head + (FWD_DEPTHWISE, chunk, workers) + canon, ((workers, H * KW * Wo), (1,), (1,), (1,))
     if _pointwise(geo):
         # tasks: image chunks, or row blocks of the (positions, channels) matrix when few images
         if nchw:
@@ -215,7 +228,8 @@ def data_grad_plan(geo: cp.Geometry, group, m_out, itemsize, cpu=True):
     a row-shift convolution of dY with the flipped filter (``flipped``); otherwise col2im(Wᵀ·dY).
     """
     canon = geo.canonical()
-    plan, shapes = forward_plan(geo, group, 0, m_out, itemsize, cpu, rowshift=False, direct=False)
+    plan, shapes = forward_plan(geo, group, 0, m_out, itemsize, cpu, rowshift=False, direct=False,
+                                depthwise=False)
     if not _pointwise(geo) and geo.order == "NCHW" and all(s == 1 for s in geo.stride):
         ext = [d * (k - 1) for d, k in zip(geo.dilation, geo.kernel)]
         heads = [e - h for e, h in zip(ext, geo.pad_head)]
@@ -246,8 +260,9 @@ def allocate(ctx, shapes, dtype):
 # ============================================================================ CPU drivers
 
 
-def conv_forward(x, w, b, y, plan, scratch):
-    """y = conv(x, w) (+ b when plan says so).  x, y: 5-D views (N, C, D, H, W) for NCHW or
+def conv_forward(x, w, b, y, plan, scratch, relu=False):
+    """y = conv(x, w) (+ b when plan says so), through max(., 0) when ``relu`` (ConvRelu: the
+    ReLU rides the pass that adds the bias).  x, y: 5-D views (N, C, D, H, W) for NCHW or
     (N, D, H, W, C) for NHWC; w (M, Cg, KD, KH, KW) / (M, KD, KH, KW, Cg).
 
     scratch: im2col (col, z, -, -); row-shift (col3, z, -, rearranged filter).
@@ -260,10 +275,10 @@ def conv_forward(x, w, b, y, plan, scratch):
     if n == 0 or y.size == 0:
         return
     if strategy == FWD_GEMM1X1:
-        _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers)
+        _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu)
         return
     if strategy == FWD_ROWSHIFT:
-        _forward_rowshift(x, w, b, y, group, has_bias, chunk, workers, p, scratch)
+        _forward_rowshift(x, w, b, y, group, has_bias, chunk, workers, p, scratch, relu)
         return
     if strategy == FWD_DIRECT:
         zero = np.zeros(1, y.dtype)[0]
@@ -271,9 +286,19 @@ def conv_forward(x, w, b, y, plan, scratch):
         def direct(t, worker):
             n0 = t * chunk
             direct_conv_nchw(x, n0, min(n, n0 + chunk), w, b, has_bias, y, scratch[0][worker], scratch[1][worker], p,
-                             group, zero)
+                             group, zero, relu)
 
         cp.run_tasks(direct, -(-n // chunk), workers)
+        return
+    if strategy == FWD_DEPTHWISE:
+        zero = np.zeros(1, y.dtype)[0]
+        planes = n * m
+
+        def depthwise(t, worker):
+            q0 = t * chunk
+            depthwise_conv_nchw(x, q0, min(planes, q0 + chunk), w, b, has_bias, y, scratch[0][worker], p, zero, relu)
+
+        cp.run_tasks(depthwise, -(-planes // chunk), workers)
         return
     mg = m // group
     kg = w[0].size
@@ -295,23 +320,23 @@ def conv_forward(x, w, b, y, plan, scratch):
             if k == 1:
                 out = y3[n0].reshape(group, mg, P)
                 np.matmul(wg, col, out=out)
-                if has_bias:
-                    add_bias_rows(y3, n0, n1, b)
+                if has_bias or relu:
+                    add_bias_rows(y3, n0, n1, b, has_bias, relu)
             else:
                 z = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
                 np.matmul(wg, col, out=z)
-                scatter_images(z, n0, y3, b, has_bias)
+                scatter_images(z, n0, y3, b, has_bias, relu)
         else:
             col = scratch[0][worker, :k * P * group * kg].reshape(k * P, group, kg)
             im2col_nhwc(x, n0, col, p, group)
             np.matmul(col.transpose(1, 0, 2), wg, out=y2[n0 * P:n1 * P].reshape(k * P, group, mg).transpose(1, 0, 2))
-            if has_bias:
-                add_bias_cols(y2, n0 * P, n1 * P, b)
+            if has_bias or relu:
+                add_bias_cols(y2, n0 * P, n1 * P, b, has_bias, relu)
 
     cp.run_tasks(task, -(-n // chunk), workers)
 
 
-def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers):
+def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu):
     n = x.shape[0]
     m = w.shape[0]
     cg = w.shape[1] if nchw else w.shape[-1]
@@ -326,8 +351,8 @@ def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers):
             n0 = t * chunk
             n1 = min(n, n0 + chunk)
             np.matmul(wg, x4[n0:n1], out=y4[n0:n1])
-            if has_bias:
-                add_bias_rows(y.reshape(n, m, P), n0, n1, b)
+            if has_bias or relu:
+                add_bias_rows(y.reshape(n, m, P), n0, n1, b, has_bias, relu)
 
         cp.run_tasks(task, -(-n // chunk), workers)
         return
@@ -340,13 +365,13 @@ def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers):
         r0 = t * chunk
         r1 = min(R, r0 + chunk)
         np.matmul(x2[r0:r1].transpose(1, 0, 2), wt, out=y2[r0:r1].transpose(1, 0, 2))
-        if has_bias:
-            add_bias_cols(y.reshape(R, m), r0, r1, b)
+        if has_bias or relu:
+            add_bias_cols(y.reshape(R, m), r0, r1, b, has_bias, relu)
 
     cp.run_tasks(rows, -(-R // chunk), workers)
 
 
-def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
+def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch, relu):
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
     n, c = x.shape[0], x.shape[1]
     m = w.shape[0]
@@ -368,7 +393,7 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch):
         z = scratch[1][worker, :group * KW * mg * L].reshape(group, KW * mg, L)
         rowshift_col3(x3[img], col3, h0, group, KH, DH, PH, PW, Wp)
         np.matmul(a, col3, out=z)
-        rowshift_sum(z, y3[img], h0, h1, b, has_bias, KW, DW, Wp)
+        rowshift_sum(z, y3[img], h0, h1, b, has_bias, KW, DW, Wp, relu)
 
     cp.run_tasks(task, n * tiles, workers)
 
@@ -541,10 +566,10 @@ def conv_backward_data(dy, w, dx, plan, flipped, scratch):
 def add_bias(y, b, nchw):
     """y += b along the channel axis of a 5-D NCHW / NHWC view."""
     if nchw:
-        add_bias_rows(y.reshape(y.shape[0], y.shape[1], -1), 0, y.shape[0], b)
+        add_bias_rows(y.reshape(y.shape[0], y.shape[1], -1), 0, y.shape[0], b, True, False)
     else:
         r = y.size // y.shape[-1]
-        add_bias_cols(y.reshape(r, y.shape[-1]), 0, r, b)
+        add_bias_cols(y.reshape(r, y.shape[-1]), 0, r, b, True, False)
 
 
 def bias_grad(dy, db, nchw):

@@ -255,8 +255,9 @@ def gather_images(src, n0, dst):
 
 
 @_njit
-def scatter_images(z, n0, y, b, has_bias):
-    """y[n0 + i, g*Mg + m, t] = z[g, m, i*P + t] (+ b): z (G, Mg, k*P), y (N, M, P)."""
+def scatter_images(z, n0, y, b, has_bias, relu):
+    """y[n0 + i, g*Mg + m, t] = z[g, m, i*P + t] (+ b), then max(., 0) when relu (ConvRelu):
+    z (G, Mg, k*P), y (N, M, P)."""
     group, mg, kp = z.shape
     P = y.shape[2]
     for g in range(group):
@@ -267,26 +268,49 @@ def scatter_images(z, n0, y, b, has_bias):
                 d = y[n0 + i, g * mg + m]
                 for t in range(P):
                     d[t] = s[i * P + t] + bias
+                if relu:
+                    _relu_row(d)
+
+
+@functools.partial(numba.njit, nogil=True, inline="always")
+def _relu_row(d):
+    """d = max(d, 0) in place with Relu's rule (NaN -> 0)."""
+    for t in range(d.shape[0]):
+        v = d[t]
+        d[t] = v if v > 0 else 0
 
 
 @_njit
-def add_bias_rows(y, n0, n1, b):
-    """y (N, M, P): y[n, m, :] += b[m] for n in [n0, n1) (NCHW bias)."""
+def add_bias_rows(y, n0, n1, b, has_bias, relu):
+    """y (N, M, P): y[n, m, :] += b[m] (when has_bias), then max(., 0) (when relu), for n in
+    [n0, n1) (NCHW bias; the ReLU of ConvRelu rides the same pass)."""
     for n in range(n0, n1):
         for m in range(y.shape[1]):
             row = y[n, m]
-            v = b[m]
-            for t in range(row.shape[0]):
-                row[t] += v
+            if has_bias:
+                v = b[m]
+                if relu:
+                    for t in range(row.shape[0]):
+                        u = row[t] + v
+                        row[t] = u if u > 0 else 0
+                else:
+                    for t in range(row.shape[0]):
+                        row[t] += v
+            elif relu:
+                _relu_row(row)
 
 
 @_njit
-def add_bias_cols(y, r0, r1, b):
-    """y (R, M): y[r, :] += b for r in [r0, r1) (NHWC bias)."""
+def add_bias_cols(y, r0, r1, b, has_bias, relu):
+    """y (R, M): y[r, :] += b (when has_bias), then max(., 0) (when relu), for r in [r0, r1)
+    (NHWC bias)."""
     for r in range(r0, r1):
         row = y[r]
-        for t in range(row.shape[0]):
-            row[t] += b[t]
+        if has_bias:
+            for t in range(row.shape[0]):
+                row[t] += b[t]
+        if relu:
+            _relu_row(row)
 
 
 @functools.partial(numba.njit, cache=True, nogil=True, fastmath={"reassoc"})
@@ -352,8 +376,9 @@ def rowshift_col3(img, col3, h0, group, KH, DH, PH, PW, Wp):
 
 
 @_njit
-def rowshift_sum(z, y, h0, h1, b, has_bias, KW, DW, Wp):
-    """y[g*Mg + m, h, w] = b + sum_kw z[g, kw*Mg + m, (h - h0)*Wp + w + kw*DW] for h in [h0, h1).
+def rowshift_sum(z, y, h0, h1, b, has_bias, KW, DW, Wp, relu):
+    """y[g*Mg + m, h, w] = b + sum_kw z[g, kw*Mg + m, (h - h0)*Wp + w + kw*DW] for h in [h0, h1),
+    then max(., 0) when relu (ConvRelu).
 
     z (G, KW*Mg, T*Wp); y (M, Ho, Wo) one image.
     """
@@ -375,6 +400,8 @@ def rowshift_sum(z, y, h0, h1, b, has_bias, KW, DW, Wp):
                     s = z[g, kw * mg + m, off:off + Wo]
                     for t in range(Wo):
                         dst[t] += s[t]
+                if relu:
+                    _relu_row(dst)
 
 
 @_njit
@@ -388,226 +415,3 @@ def sum_partials(parts, out):
         src = parts[i].reshape(-1)
         for t in range(n):
             flat_out[t] += src[t]
-
-
-# ---------------------------------------------------------------------------- direct kernels
-# Small-depth convolutions (few input channels x taps, e.g. LeNet's first layer: 1 channel,
-# 5x5) starve a GEMM (a 25-deep product) and pay for an im2col matrix KH*KW times the input.
-# These kernels work on padded-row images instead: with the padded plane flattened by its row
-# length Wp = Wo + (KW-1)*DW, output (oh, ow) sits at oh*Wp + ow and reads input oh*Wp + ow +
-# kh*DH*Wp + kw*DW, so every tap is one contiguous, vectorisable pass over L = (Ho-1)*Wp + Wo
-# positions (the Wp - Wo columns between rows are computed and dropped).  Up to five kernel
-# columns share one pass.  NCHW, one or two spatial dims, unit strides only.
-
-_fm = functools.partial(numba.njit, cache=True, nogil=True, fastmath={"contract"})
-_fr = functools.partial(numba.njit, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-
-
-@_njit
-def pad_plane(xf, off, H, W, xp, PH, PW, Hp, Wp):
-    """xp[:Hp*Wp] = the (H, W) plane at xf[off:] zero-padded by PH rows and PW columns in front
-    (cropped to Hp x Wp: negative tail pads)."""
-    for t in range(Hp * Wp):
-        xp[t] = 0
-    c0 = min(W, Wp - PW)
-    for ih in range(min(H, Hp - PH)):
-        d = xp[(ih + PH) * Wp + PW:(ih + PH) * Wp + PW + c0]
-        s = xf[off + ih * W:off + ih * W + c0]
-        for t in range(c0):
-            d[t] = s[t]
-
-
-@_fm
-def direct_taps(acc, src, base, w, wbase, KW, DW, L):
-    """acc[j] += Σ_kw w[wbase + kw] · src[base + kw*DW + j] for j < L, five columns per pass.
-
-    Each column is its own 0-based slice: indexing one slice at j + kw*DW with a run-time
-    offset did not vectorise (LeNet conv1 4.7 ms against 1.1 ms on one thread)."""
-    for k0 in range(0, KW, 5):
-        kn = min(5, KW - k0)
-        b0 = base + k0 * DW
-        s0 = src[b0:b0 + L]
-        w0 = w[wbase + k0]
-        if kn == 1:
-            for j in range(L):
-                acc[j] += w0 * s0[j]
-            continue
-        s1 = src[b0 + DW:b0 + DW + L]
-        w1 = w[wbase + k0 + 1]
-        if kn == 2:
-            for j in range(L):
-                acc[j] += w0 * s0[j] + w1 * s1[j]
-            continue
-        s2 = src[b0 + 2 * DW:b0 + 2 * DW + L]
-        w2 = w[wbase + k0 + 2]
-        if kn == 3:
-            for j in range(L):
-                acc[j] += w0 * s0[j] + w1 * s1[j] + w2 * s2[j]
-            continue
-        s3 = src[b0 + 3 * DW:b0 + 3 * DW + L]
-        w3 = w[wbase + k0 + 3]
-        if kn == 4:
-            for j in range(L):
-                acc[j] += w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]
-            continue
-        s4 = src[b0 + 4 * DW:b0 + 4 * DW + L]
-        w4 = w[wbase + k0 + 4]
-        for j in range(L):
-            acc[j] += w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j] + w4 * s4[j]
-
-
-@_fr
-def direct_dots(dw, wbase, g, src, base, KW, DW, L, zero):
-    """dw[wbase + kw] += Σ_j g[j] · src[base + kw*DW + j] for j < L, five columns per pass
-    (the sums reassociate so they vectorise; one 0-based slice per column, as direct_taps)."""
-    for k0 in range(0, KW, 5):
-        kn = min(5, KW - k0)
-        b0 = base + k0 * DW
-        s0 = src[b0:b0 + L]
-        if kn == 1:
-            a0 = zero
-            for j in range(L):
-                a0 += g[j] * s0[j]
-            dw[wbase + k0] += a0
-            continue
-        s1 = src[b0 + DW:b0 + DW + L]
-        if kn == 2:
-            a0 = a1 = zero
-            for j in range(L):
-                v = g[j]
-                a0 += v * s0[j]
-                a1 += v * s1[j]
-            dw[wbase + k0] += a0
-            dw[wbase + k0 + 1] += a1
-            continue
-        s2 = src[b0 + 2 * DW:b0 + 2 * DW + L]
-        if kn == 3:
-            a0 = a1 = a2 = zero
-            for j in range(L):
-                v = g[j]
-                a0 += v * s0[j]
-                a1 += v * s1[j]
-                a2 += v * s2[j]
-            dw[wbase + k0] += a0
-            dw[wbase + k0 + 1] += a1
-            dw[wbase + k0 + 2] += a2
-            continue
-        s3 = src[b0 + 3 * DW:b0 + 3 * DW + L]
-        if kn == 4:
-            a0 = a1 = a2 = a3 = zero
-            for j in range(L):
-                v = g[j]
-                a0 += v * s0[j]
-                a1 += v * s1[j]
-                a2 += v * s2[j]
-                a3 += v * s3[j]
-            dw[wbase + k0] += a0
-            dw[wbase + k0 + 1] += a1
-            dw[wbase + k0 + 2] += a2
-            dw[wbase + k0 + 3] += a3
-            continue
-        s4 = src[b0 + 4 * DW:b0 + 4 * DW + L]
-        a0 = a1 = a2 = a3 = a4 = zero
-        for j in range(L):
-            v = g[j]
-            a0 += v * s0[j]
-            a1 += v * s1[j]
-            a2 += v * s2[j]
-            a3 += v * s3[j]
-            a4 += v * s4[j]
-        dw[wbase + k0] += a0
-        dw[wbase + k0 + 1] += a1
-        dw[wbase + k0 + 2] += a2
-        dw[wbase + k0 + 3] += a3
-        dw[wbase + k0 + 4] += a4
-
-
-@_fm
-def direct_conv_nchw(x, n0, n1, w, b, has_bias, y, acc, xp, p, group, zero):
-    """y[n] = conv(x[n], w) (+ b) for n in [n0, n1): one padded-row image per output channel,
-    accumulated tap row by tap row, then copied without its Wp - Wo extra columns.
-
-    x (N, C, 1, H, W), w (M, Cg, 1, KH, KW), y (N, M, 1, Ho, Wo), all C-contiguous; acc: L
-    scratch; xp: Cg*Hp*Wp scratch for the padded planes of one group (unused when X's planes
-    already have the padded row length and no head pads).
-    """
-    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
-    C, M = x.shape[1], y.shape[1]
-    cg, mg = C // group, M // group
-    Wp = Wo + (KW - 1) * DW
-    Hp = Ho + (KH - 1) * DH
-    L = (Ho - 1) * Wp + Wo
-    padded = PH != 0 or PW != 0 or Wp != W or Hp > H
-    xf = x.reshape(-1)
-    wf = w.reshape(-1)
-    yf = y.reshape(-1)
-    a = acc[:L]
-    for n in range(n0, n1):
-        for g in range(group):
-            if padded:
-                for c in range(cg):
-                    pad_plane(xf, (n * C + g * cg + c) * H * W, H, W, xp[c * Hp * Wp:(c + 1) * Hp * Wp], PH, PW, Hp, Wp)
-                src = xp
-            else:
-                src = xf
-            for mi in range(mg):
-                m = g * mg + mi
-                bv = b[m] if has_bias else zero
-                for j in range(L):
-                    a[j] = bv
-                for c in range(cg):
-                    base = c * Hp * Wp if padded else (n * C + g * cg + c) * H * W
-                    for kh in range(KH):
-                        direct_taps(a, src, base + kh * DH * Wp, wf, ((m * cg + c) * KH + kh) * KW, KW, DW, L)
-                yo = (n * M + m) * Ho * Wo
-                for oh in range(Ho):
-                    d = yf[yo + oh * Wo:yo + (oh + 1) * Wo]
-                    s = a[oh * Wp:oh * Wp + Wo]
-                    for t in range(Wo):
-                        d[t] = s[t]
-
-
-@_fr
-def direct_filter_grad_nchw(x, dy, n0, n1, dw, db, want_db, grow, xp, p, group, zero):
-    """dw (M, Cg*KH*KW) += Σ_{n in [n0, n1)} dY[n, m] · (the X rows each tap reads), and db (M,)
-    += Σ dY[n, m] when want_db: dY's rows are copied into grow with the row length Wp (zeros
-    between rows), then every tap is one dot product over L positions.  Shapes as
-    direct_conv_nchw; grow: L scratch."""
-    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
-    C, M = x.shape[1], dy.shape[1]
-    cg, mg = C // group, M // group
-    Wp = Wo + (KW - 1) * DW
-    Hp = Ho + (KH - 1) * DH
-    L = (Ho - 1) * Wp + Wo
-    padded = PH != 0 or PW != 0 or Wp != W or Hp > H
-    xf = x.reshape(-1)
-    dyf = dy.reshape(-1)
-    g = grow[:L]
-    for t in range(L):
-        g[t] = 0
-    for n in range(n0, n1):
-        for gr in range(group):
-            if padded:
-                for c in range(cg):
-                    pad_plane(xf, (n * C + gr * cg + c) * H * W, H, W, xp[c * Hp * Wp:(c + 1) * Hp * Wp], PH, PW, Hp,
-                              Wp)
-                src = xp
-            else:
-                src = xf
-            for mi in range(mg):
-                m = gr * mg + mi
-                total = 0.0
-                yo = (n * M + m) * Ho * Wo
-                for oh in range(Ho):
-                    d = g[oh * Wp:oh * Wp + Wo]
-                    s = dyf[yo + oh * Wo:yo + (oh + 1) * Wo]
-                    for t in range(Wo):
-                        v = s[t]
-                        d[t] = v
-                        total += v
-                if want_db:
-                    db[m] += total
-                for c in range(cg):
-                    base = c * Hp * Wp if padded else (n * C + gr * cg + c) * H * W
-                    for kh in range(KH):
-                        direct_dots(dw[m], (c * KH + kh) * KW, g, src, base + kh * DH * Wp, KW, DW, L, zero)

@@ -99,6 +99,32 @@ class Conv(WindowOp):
                                  allocate(self.ctx, shapes, x.dtype))
 
 
+def conv_relu_cpu(x, w, b, y, plan, scratch):
+    """ConvRelu: y = max(conv(x, w) + b, 0), the ReLU in the pass that adds the bias."""
+    conv_forward(x, w, b, y, plan, scratch, relu=True)
+
+
+@register_op
+class ConvRelu(Conv):
+    """Y = max(Conv(X, filter, bias), 0): a convolution and a ReLU in one op (Caffe2's ConvRelu).
+
+    Inputs, arguments and shapes as Conv.  Inference only (no gradient; Caffe2's op had none).
+    ``nbcaffe.Predictor`` writes it into its private running net where a Conv's output feeds only
+    a Relu (nbcaffe/predictor/optimize.py); on the CPU the ReLU rides the kernel's last pass over
+    Y, so Y is written once.  CPU only.
+    """
+
+    op_type = "ConvRelu"
+    devices = (CPU,)
+    cpu = staticmethod(conv_relu_cpu)
+    gradient = None
+
+    @staticmethod
+    def reference(X, filter, bias=None, *, window, group=1, no_bias=False):  # noqa: A002 (Caffe2's name)
+        (y,) = Conv.reference(X, filter, bias, window=window, group=group)
+        return (np.where(y > 0, y, 0).astype(y.dtype),)
+
+
 def _conv_grad_scratch(ctx, geo, group, m, dtype, need_dx):
     itemsize = np.dtype(dtype).itemsize
     cpu = ctx.device_type == CPU

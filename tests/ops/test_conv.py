@@ -335,6 +335,62 @@ class TestConv:
         dw0, db0 = run("ConvGradient", [x[:0], w, dy[:0]], 2, **args)
         assert not dw0.any() and not db0.any()
 
+    @pytest.mark.parametrize("x_shape,w_shape,args", [
+        ((2, 6, 9, 11), (6, 1, 3, 3), {"kernel": 3, "pad": 1}),  # UltraFace's stride-1 layers
+        ((2, 6, 12, 16), (6, 1, 3, 3), {"kernel": 3, "pad": 1, "stride": 2}),  # ... and stride 2
+        ((1, 5, 10, 9), (5, 1, 3, 3), {"kernel": 3, "stride": 2, "pad": 1, "legacy_pad": 3}),  # Caffe ceil mode
+        ((2, 3, 8, 7), (6, 1, 3, 2), {"kernels": [3, 2], "pads": [0, 1, 2, 0], "dilations": [2, 1]}),  # 2 per input
+        ((3, 4, 7, 9), (4, 1, 5, 5), {"kernel": 5, "pad": 2, "strides": [1, 3]}),
+        ((1, 4, 5, 6), (4, 1, 1, 1), {"kernel": 1}),
+        ((2, 4, 30), (4, 1, 3), {"kernel": 3, "pad": 1, "stride": 2}),  # 1-D
+    ])
+    @pytest.mark.parametrize("dtype", [F32, np.float64])
+    def test_depthwise_path(self, x_shape, w_shape, args, dtype):
+        from nbcaffe.ops import _conv_common
+        from nbcaffe.ops import _conv_cpu as conv_module
+
+        rng = np.random.default_rng(16)
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype)
+        group = x_shape[1]
+        window = _conv_pool.parse_window(_conv_args(args), "test", "conv")
+        geo, m = _conv_common.filter_geometry(window, x_shape, w_shape, group)
+        assert conv_module.forward_plan(geo, group, 1, m, 4)[0][3] == conv_module.FWD_DEPTHWISE
+        pads = list(geo.pad_head) + list(geo.pad_tail)
+        tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == F32 else {"rtol": 1e-12, "atol": 1e-12}
+        expected = torch_conv(x, w, b, list(geo.stride), pads, list(geo.dilation), group)
+        (y,) = run("Conv", [x, w, b], group=group, **args)
+        assert y.dtype == dtype
+        assert_close(y, expected, **tol)
+        (y,) = run("Conv", [x, w], group=group, **args)
+        assert_close(y, expected - b.reshape((-1,) + (1,) * (x.ndim - 2)), **tol)
+        dy = rng.standard_normal(expected.shape).astype(dtype)  # the gradient still takes the GEMM paths
+        dw, db, dx = torch_conv_grads(x, w, b, dy, list(geo.stride), pads, list(geo.dilation), group)
+        for a, e in zip(run("ConvGradient", [x, w, dy], 3, group=group, **args), (dw, db, dx)):
+            assert_close(a, e, rtol=1e-4, atol=1e-3)
+
+    @pytest.mark.parametrize("x_shape,w_shape,args", [
+        ((2, 16, 20, 22), (12, 16, 3, 3), {"kernel": 3, "pad": 1}),  # row-shift
+        ((9, 2, 6, 6), (4, 2, 3, 3), {"kernel": 3, "stride": 2}),  # im2col, chunks of images
+        ((1, 2, 9, 9), (4, 2, 3, 3), {"kernel": 3, "stride": 2, "pad": 1}),  # im2col, one image
+        ((3, 6, 5, 4), (4, 6, 1, 1), {"kernel": 1}),  # 1x1 GEMM
+        ((3, 6, 5, 4), (5, 1, 1, 4), {"kernel": 1, "order": "NHWC"}),
+        ((2, 5, 6, 3), (4, 3, 3, 3), {"kernel": 3, "pad": 1, "order": "NHWC"}),
+        ((3, 1, 28, 28), (4, 1, 5, 5), {"kernel": 5}),  # direct
+        ((2, 6, 12, 16), (6, 1, 3, 3), {"kernel": 3, "pad": 1, "stride": 2, "group": 6}),  # depthwise
+    ])
+    def test_conv_relu_is_conv_then_relu(self, x_shape, w_shape, args):
+        rng = np.random.default_rng(17)
+        x = rng.standard_normal(x_shape).astype(F32)
+        w = rng.standard_normal(w_shape).astype(F32)
+        b = rng.standard_normal(w_shape[0]).astype(F32)
+        for inputs in ([x, w, b], [x, w]):
+            (y,) = run("Conv", inputs, **args)
+            (r,) = run("ConvRelu", inputs, **args)
+            assert np.array_equal(r, np.where(y > 0, y, 0)), "fused ReLU must equal Conv then Relu bitwise"
+            assert (r == 0).any() and (r > 0).any()
+
     def test_legacy_pads_and_conv3d(self):
         rng = np.random.default_rng(4)
         x = rng.standard_normal((1, 2, 5, 6, 4)).astype(F32)
