@@ -7,7 +7,8 @@ Mirrors the flags of Caffe2's ``convnet_benchmarks.py``::
 prints ms per iteration and images/s per device (``--device both`` side by side with the
 speed-up), an optional per-operator table like Caffe2's ``BenchmarkNet`` (time, share,
 GFLOP/s), and with ``--compare torch`` the same model run eagerly in PyTorch with the same
-weights, in the same process, with the ratio.  Training mode (the default) times
+weights, in the same process, with the ratio (``--compare onnxruntime``, with
+``--forward_only``: the model exported to ONNX and run in ONNX Runtime).  Training mode (the default) times
 forward + backward (+ an SGD update with ``--optimizer sgd``); ``--forward_only`` times
 inference.  A GPU column that cannot be measured says why.
 """
@@ -147,6 +148,46 @@ def time_torch(args, model):
     return best[0], None if best[1] else "oneDNN off was faster"
 
 
+def time_onnxruntime(args, model):
+    """Median ms per forward pass of the same model (same weights) exported by
+    nbcaffe.onnx.frontend and run in ONNX Runtime (CPU provider, default threads), the max
+    |difference| of the outputs, or (None, None, reason)."""
+    if not args.forward_only:
+        return None, None, "ONNX Runtime runs inference only: add --forward_only"
+    if args.order != "NCHW":
+        return None, None, "the ONNX export runs NCHW models only"
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError:
+        return None, None, "onnx / onnxruntime are not installed (pip install -e '.[onnx]')"
+    from nbcaffe import core
+    from nbcaffe.onnx import frontend
+
+    x = workspace.FetchBlob("data")
+    init = core.Net("bench_params")
+    for name in [str(p) for p in model.params + model.GetComputedParams()]:
+        init.GivenTensorFill([], name, shape=list(workspace.FetchBlob(name).shape),
+                             values=workspace.FetchBlob(name).reshape(-1).tolist())
+    predict = model.net.Proto()
+    onnx_model = frontend.caffe2_net_to_onnx_model(predict, init.Proto(),
+                                                   value_info={"data": (onnx.TensorProto.FLOAT, x.shape)})
+    session = ort.InferenceSession(onnx_model.SerializeToString(), ort.SessionOptions(),
+                                   providers=["CPUExecutionProvider"])
+    feeds = {session.get_inputs()[0].name: x}
+    out_name = predict.external_output[-1] if predict.external_output else predict.op[-1].output[0]
+    theirs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    diff = float(np.abs(theirs[out_name] - workspace.FetchBlob(out_name)).max()) if out_name in theirs else None
+    for _ in range(args.warmup_iterations):
+        session.run(None, feeds)
+    samples = []
+    for _ in range(args.iterations):
+        t0 = time.perf_counter()
+        session.run(None, feeds)
+        samples.append(time.perf_counter() - t0)
+    return float(np.median(samples)) * 1e3, diff, None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nbcaffe-bench", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="LeNet", choices=sorted(MODELS))
@@ -211,7 +252,18 @@ def main(argv=None):
                       f" nbcaffe/PyTorch time ratio {ours / peer_ms:.2f} ({peer_ms / ours:.2f}x "
                       f"{'faster' if peer_ms >= ours else 'slower'})")
     elif args.compare == "onnxruntime":
-        print("\nONNX Runtime: not run — it needs nbcaffe's ONNX exporter (issue #5), which is not written yet")
+        if model_for_peer is None:
+            print("\n--compare onnxruntime needs the CPU run (use --device cpu or both)")
+        else:
+            peer_ms, diff, note = time_onnxruntime(args, model_for_peer)
+            if peer_ms is None:
+                print(f"\nONNX Runtime: not run ({note})")
+            else:
+                ours = results["CPU"][0]
+                agree = f"; outputs agree to {diff:.1e}" if diff is not None else ""
+                print(f"\nONNX Runtime (CPU, same weights, exported by nbcaffe.onnx.frontend{agree}): "
+                      f"{peer_ms:.3f} ms/iter; nbcaffe/ORT time ratio {ours / peer_ms:.2f} "
+                      f"({peer_ms / ours:.2f}x {'faster' if peer_ms >= ours else 'slower'})")
     return results
 
 

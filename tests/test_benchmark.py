@@ -36,6 +36,19 @@ def test_cli_runs_and_reports(capsys):
         assert "GPU" in out and ("simulator" in out or "no CUDA device" in out)
 
 
+def test_cli_compare_onnxruntime_runs_the_exported_model(capsys):
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (test extra)")
+    benchmark.main(["--model", "LeNet", "--batch_size", "2", "--iterations", "2", "--warmup_iterations", "1",
+                    "--forward_only", "--compare", "onnxruntime"])
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.startswith("ONNX Runtime"))
+    diff = float(line.split("outputs agree to ")[1].split(")")[0])
+    assert diff < 1e-5, line  # the same weights give the same softmax in ORT
+    assert "nbcaffe/ORT time ratio" in line
+    benchmark.main(["--model", "MLP", "--batch_size", "2", "--iterations", "1", "--compare", "onnxruntime"])
+    assert "inference only" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", ["LeNet", "ResNet20"])
 def test_torch_peer_reproduces_zoo_models(name):
     torch = pytest.importorskip("torch")
