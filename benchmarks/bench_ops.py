@@ -125,6 +125,9 @@ def main(argv=None):
             spec = table[label]
             np_med, _ = median_time(spec[2], repeats=7, number=3)
             for device in devices:
+                # NumPy's 2-thread BLAS leaves a worker spinning ~0.1 s, which would take a core
+                # from the op timed next (docs/design.md, "Threads")
+                time.sleep(0.2)
                 first, med = bench(label, spec, device)
                 gflops = f"{spec[3] / med / 1e9:8.1f}" if spec[3] else f"{'':8s}"
                 name = "CPU" if device.device_type == caffe2_pb2.CPU else "CUDA"
