@@ -87,6 +87,12 @@ class Predictor:
         input_names / output_names: restrict and order the inputs a dict may name / the
             outputs returned (default: any external input / every external output).
         run_init: run ``init_net`` (False: the workspace already holds the parameters).
+        optimize: run a rewritten copy of the predict net (nbcaffe/predictor/optimize.py: batch
+            norms and per-channel Mul/Add folded into the Conv or SpatialBN before them, Conv +
+            Relu as one ConvRelu), CPU nets only; ``predict_net`` itself is never changed and
+            ``running_net`` is the NetDef actually run.  Outputs differ from the plain net by
+            float rounding only.  A ``run`` that feeds a blob the rewrite folded runs the plain
+            net.  False runs ``predict_net`` as written.
 
     ``run([x, ...])`` binds arrays to the first external inputs of the predict net in order,
     ``run({name: x})`` by name; both return the external outputs as a list of NumPy arrays.
@@ -97,7 +103,7 @@ class Predictor:
     """
 
     def __init__(self, init_net, predict_net, device=None, *, workspace=None, input_names=None,
-                 output_names=None, run_init=True):
+                 output_names=None, run_init=True, optimize=True):
         self.device = as_device_option(device)
         self.init_net = as_net_def(init_net, "init_net")
         self.predict_net = as_net_def(predict_net, "predict_net")
@@ -122,6 +128,16 @@ class Predictor:
         missing = [name for name in externals if name not in self.ws.blobs]
         self._feed_devices = _reader_devices(self.predict_net)
         self.ws.create_net(self.predict_net, overwrite=True, input_blobs=missing)
+        self.running_net, self._folded = self.predict_net, set()
+        if optimize:
+            from nbcaffe.predictor import optimize as _optimize
+
+            running, folded = _optimize.optimize_for_inference(
+                self.predict_net, self.ws, keep=self.output_names, fed=set(missing) | set(self.input_names or ()))
+            if list(running.op) != list(self.predict_net.op):
+                running.name = f"{self.predict_net.name}/optimized"
+                self.ws.create_net(running, overwrite=True, input_blobs=missing)
+                self.running_net, self._folded = running, folded
 
     def __repr__(self):
         where = describe(self.device) if self.device is not None else "as written"
@@ -156,9 +172,12 @@ class Predictor:
                                            f" '{self.predict_net.name}' has {len(externals)} external inputs")
             names = self.input_names if self.input_names is not None else externals
             pairs = list(zip(names, inputs))
+        net = self.running_net
         for name, value in pairs:
             self._feed(name, value)
-        self.ws.run_net(self.predict_net.name)
+            if name in self._folded:  # the rewrite treated this blob as a constant
+                net = self.predict_net
+        self.ws.run_net(net.name)
         return [self.ws.fetch_blob(name) for name in self.output_names]
 
     def _feed(self, name, value):
