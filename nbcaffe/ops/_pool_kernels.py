@@ -226,6 +226,58 @@ def max_pool_2x2_nchw(x, y):
 
 
 @_njit
+def separable(p):
+    """Windows max_pool_rows_nchw serves: 2-D (one depth), no dilation."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    return D == 1 and KD == 1 and Do == 1 and DH == 1 and DW == 1 and PW >= 0
+
+
+@_njit
+def max_pool_rows_nchw(x, y, p):
+    """2-D max pooling of planes by separable row passes (any kernel, stride and pads; Caffe's
+    ceil-mode windows included): per output row, the maximum of the window's input rows (a
+    contiguous pass per row into a buffer padded with -inf by PW in front and up to the last
+    window's end behind), then for each kernel column one pass over the outputs reading the
+    buffer at stride SW.  x (Q, 1, H, W) planes, y (Q, 1, Ho, Wo), C-contiguous.  NaN wins
+    every comparison it is in (a window with a NaN gives NaN), as max_pool_2x2_nchw; equal
+    values may come from another cell of the window (only the sign of a zero can tell).
+    """
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    Q = x.shape[0]
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    Wb = max((Wo - 1) * SW + KW, PW + W)
+    tv = np.empty(Wb, x.dtype)
+    ninf = -np.inf
+    for j in range(Wb):
+        tv[j] = ninf
+    wv = min(W, Wb - PW)
+    buf = tv[PW:PW + wv]
+    for q in range(Q):
+        for oh in range(Ho):
+            h0 = max(0, oh * SH - PH)
+            h1 = min(H, oh * SH - PH + KH)
+            b0 = (q * H + h0) * W
+            r0 = xf[b0:b0 + wv]
+            for j in range(wv):
+                buf[j] = r0[j]
+            for h in range(h0 + 1, h1):
+                r = xf[(q * H + h) * W:(q * H + h) * W + wv]
+                for j in range(wv):
+                    a = buf[j]
+                    b = r[j]
+                    buf[j] = a if (a >= b) | (a != a) else b
+            out = yf[(q * Ho + oh) * Wo:(q * Ho + oh + 1) * Wo]
+            for t in range(Wo):
+                out[t] = tv[t * SW]
+            for kw in range(1, KW):
+                for t in range(Wo):
+                    a = out[t]
+                    b = tv[t * SW + kw]
+                    out[t] = a if (a >= b) | (a != a) else b
+
+
+@_njit
 def _grad_2x2_exact(r0, r1, g0, g1, g, Wo, zero):
     """One row of 2x2 windows, window by window: dy to the first maximum in row-major order (the
     first NaN if any), 0 to the other three cells."""

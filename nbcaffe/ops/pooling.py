@@ -47,7 +47,9 @@ from nbcaffe.ops._pool_kernels import (
     max_pool_grad_tiled_nchw,
     max_pool_nchw,
     max_pool_nhwc,
+    max_pool_rows_nchw,
     max_pool_tiled_nchw,
+    separable,
     tiled,
 )
 from nbcaffe.registry import register_op
@@ -84,6 +86,9 @@ def max_pool_cpu(x, y, mask, plan):
                 _split(xs.shape[0], x.size, lambda a, b: max_pool_2x2_nchw(xs[a:b], ys[a:b]))
             else:
                 _split(xs.shape[0], x.size, lambda a, b: max_pool_tiled_nchw(xs[a:b], ys[a:b], p))
+            return
+        if not want_mask and separable(p):
+            _split(xs.shape[0], x.size, lambda a, b: max_pool_rows_nchw(xs[a:b], ys[a:b], p))
             return
         _split(xs.shape[0], x.size,
                lambda a, b: max_pool_nchw(xs[a:b], ys[a:b], mask[a * per:b * per] if want_mask else mask, want_mask, p))

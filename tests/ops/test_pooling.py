@@ -84,6 +84,18 @@ def _args(kernel, stride, pad, order, **extra):
     return {"kernels": list(kernel), "strides": list(stride), "pads": list(pad) * 2, "order": order, **extra}
 
 
+def _pool_args(args):
+    from nbcaffe.ops import _conv_pool
+    from nbcaffe.schema import ArgValues
+
+    values = ArgValues()
+    values.given = set(args)
+    for name, spec in _conv_pool.window_args("pool").items():
+        values[name] = spec.default
+    values.update(args)
+    return values
+
+
 class TestForward:
     @settings(max_examples=40)
     @given(case=pool_case())
@@ -191,6 +203,37 @@ class TestForward:
         np.testing.assert_array_equal(y, y_expected)
         (dx,) = run("MaxPoolGradient", [x, y, dy], kernel=2, stride=2)
         np.testing.assert_array_equal(dx, dx_expected)
+
+
+    @pytest.mark.parametrize("shape,args,out", [
+        ((2, 3, 13, 13), {"kernel": 3, "stride": 2, "legacy_pad": 3}, (6, 6)),  # SqueezeNet's pools
+        ((1, 2, 12, 11), {"kernel": 3, "stride": 2, "pad": 1, "legacy_pad": 3}, (7, 6)),  # ResNet stem: ceil, pad
+        ((2, 2, 7, 9), {"kernel": 3, "stride": 1, "pad": 1}, (7, 9)),  # Inception's 3x3/1
+        ((1, 2, 8, 9), {"kernels": [3, 2], "strides": [3, 2], "pads": [2, 1, 0, 1]}, (3, 5)),  # asymmetric
+        ((1, 1, 5, 4), {"kernel": 4, "stride": 1}, (2, 1)),  # tiled-free, one output column
+    ])
+    @pytest.mark.parametrize("dtype", [F32, np.float64])
+    def test_row_pass_max_pool(self, shape, args, out, dtype):
+        """The separable row-pass kernel (2-D NCHW, no dilation) against a loop over windows,
+        with NaN, +-inf and ties in the input."""
+        from nbcaffe.ops import _conv_pool, pooling
+
+        rng = np.random.default_rng(13)
+        x = rng.standard_normal(shape).astype(dtype)
+        flat = x.reshape(-1)
+        pick = rng.choice(flat.size, size=max(4, flat.size // 10), replace=False)
+        flat[pick[0::4]] = np.nan
+        flat[pick[1::4]] = 1.0
+        flat[pick[2::4]] = np.inf
+        flat[pick[3::4]] = -np.inf
+        geo = pooling.pool_geometry(_conv_pool.parse_window(_pool_args(args), "test", "pool"), shape)
+        plan = pooling._plan(geo)
+        assert pooling.separable(plan[3:]) and not pooling.tiled(plan[3:])
+        (y,) = run("MaxPool", [x], **args)
+        assert y.shape[2:] == out
+        heads = list(geo.pad_head)
+        expected = loop_pool(x, geo.kernel, geo.stride, heads, out)
+        np.testing.assert_array_equal(y, expected.astype(dtype))
 
 
 class TestGradients:
