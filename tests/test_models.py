@@ -85,6 +85,10 @@ def test_image_gradient_only_when_asked(data_grad):
     workspace.FeedBlob("data", x)
     workspace.FeedBlob("label", np.array([3, 7], np.int32))
     workspace.RunNetOnce(m.param_init_net)
+    for param in m.params:  # seeded weights: a fixed case, not a new random net per run
+        shape = workspace.FetchBlob(param).shape
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 100
+        workspace.FeedBlob(param, (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32))
     workspace.RunNetOnce(m.net)
     g = workspace.FetchBlob("data_grad").astype(np.float64)
     direction = rng.standard_normal(x.shape)
