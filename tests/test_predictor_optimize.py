@@ -185,3 +185,32 @@ def test_cuda_nets_are_left_alone():
         op.device_option.device_type = 1
     out, used = optimize.optimize_for_inference(net, None, keep=["r"])
     assert out == net and not used
+
+
+def _block_params(rng):
+    return {"wa": rng.standard_normal((4, 3, 1, 1)).astype(F32), **_bn_params(rng, "bna", 4),
+            "wb": rng.standard_normal((4, 3, 1, 1)).astype(F32), **_bn_params(rng, "bnb", 4)}
+
+
+def _block(total="a_bn", out="a_bn"):
+    """ResNet's first block of a stage: the branch conv, then the projection shortcut, then Sum
+    in place on the branch and Relu in place."""
+    return [core.CreateOperator("Conv", ["x", "wa"], ["a"], kernel=1), _bn("a", "bna", "a_bn"),
+            core.CreateOperator("Conv", ["x", "wb"], ["b"], kernel=1), _bn("b", "bnb", "b_bn"),
+            core.CreateOperator("Sum", ["a_bn", "b_bn"], [total]),
+            core.CreateOperator("Relu", [total], [out])]
+
+
+def test_residual_sum_and_relu_join_the_conv():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 5, 4)).astype(F32)
+    fast, got, _ = _both(_block_params(rng), _block(), ["x"], ["a_bn"], {"x": x})
+    assert _types(fast) == ["Conv", "ConvSumRelu"]  # the shortcut conv (BN folded), then the fused op
+    assert fast.running_net.op[1].input[3] == "b_bn" and (got[0] == 0).any()
+    fast, _, _ = _both(_block_params(rng), _block("s", "r"), ["x"], ["r"], {"x": x})
+    assert _types(fast) == ["Conv", "ConvSumRelu"]
+    fast, _, _ = _both(_block_params(rng), _block("s", "r"), ["x"], ["r", "s"], {"x": x})  # the sum is asked for
+    assert _types(fast) == ["Conv", "Conv", "Sum", "Relu"]
+    # Relu onto a summand's name: never the fused op writing its own S; the other conv fuses
+    fast, _, _ = _both(_block_params(rng), _block("s", "b_bn"), ["x"], ["b_bn"], {"x": x})
+    assert _types(fast) == ["Conv", "ConvSumRelu"] and list(fast.running_net.op[1].input[::3]) == ["x", "a_bn"]

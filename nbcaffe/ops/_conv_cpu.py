@@ -45,6 +45,7 @@ from nbcaffe.ops import _conv_pool as cp
 from nbcaffe.ops._conv_kernels import (
     add_bias_cols,
     add_bias_rows,
+    add_residual,
     bias_grad_cols,
     bias_grad_rows,
     col2im_nchw,
@@ -260,10 +261,11 @@ def allocate(ctx, shapes, dtype):
 # ============================================================================ CPU drivers
 
 
-def conv_forward(x, w, b, y, plan, scratch, relu=False):
-    """y = conv(x, w) (+ b when plan says so), through max(., 0) when ``relu`` (ConvRelu: the
-    ReLU rides the pass that adds the bias).  x, y: 5-D views (N, C, D, H, W) for NCHW or
-    (N, D, H, W, C) for NHWC; w (M, Cg, KD, KH, KW) / (M, KD, KH, KW, Cg).
+def conv_forward(x, w, b, y, plan, scratch, relu=False, res=None):
+    """y = conv(x, w) (+ b when plan says so) (+ res, a view shaped as y: ConvSumRelu), through
+    max(., 0) when ``relu`` (ConvRelu): the residual and the ReLU ride the pass that adds the
+    bias (NCHW GEMM strategies; the others take one more pass over y).  x, y: 5-D views
+    (N, C, D, H, W) for NCHW or (N, D, H, W, C) for NHWC; w (M, Cg, KD, KH, KW) / (M, KD, KH, KW, Cg).
 
     scratch: im2col (col, z, -, -); row-shift (col3, z, -, rearranged filter).
     """
@@ -274,11 +276,16 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False):
     m = w.shape[0]
     if n == 0 or y.size == 0:
         return
+    if res is not None and not (nchw and strategy in (FWD_GEMM1X1, FWD_ROWSHIFT, FWD_IM2COL)):
+        conv_forward(x, w, b, y, plan, scratch)
+        add_residual(y.reshape(-1), res.reshape(-1), relu)
+        return
+    has_res = res is not None
     if strategy == FWD_GEMM1X1:
-        _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu)
+        _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu, res)
         return
     if strategy == FWD_ROWSHIFT:
-        _forward_rowshift(x, w, b, y, group, has_bias, chunk, workers, p, scratch, relu)
+        _forward_rowshift(x, w, b, y, group, has_bias, chunk, workers, p, scratch, relu, res)
         return
     if strategy == FWD_DIRECT:
         zero = np.zeros(1, y.dtype)[0]
@@ -306,6 +313,7 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False):
     if nchw:
         wg = w.reshape(group, mg, kg)
         y3 = y.reshape(n, m, P)
+        r3 = res.reshape(n, m, P) if has_res else y3
     else:
         wg = w.reshape(group, mg, kg).transpose(0, 2, 1)  # (G, Kg, Mg) view
         y2 = y.reshape(n * P, m)
@@ -320,12 +328,12 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False):
             if k == 1:
                 out = y3[n0].reshape(group, mg, P)
                 np.matmul(wg, col, out=out)
-                if has_bias or relu:
-                    add_bias_rows(y3, n0, n1, b, has_bias, relu)
+                if has_bias or relu or has_res:
+                    add_bias_rows(y3, n0, n1, b, has_bias, r3, has_res, relu)
             else:
                 z = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
                 np.matmul(wg, col, out=z)
-                scatter_images(z, n0, y3, b, has_bias, relu)
+                scatter_images(z, n0, y3, b, has_bias, r3, has_res, relu)
         else:
             col = scratch[0][worker, :k * P * group * kg].reshape(k * P, group, kg)
             im2col_nhwc(x, n0, col, p, group)
@@ -336,7 +344,7 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False):
     cp.run_tasks(task, -(-n // chunk), workers)
 
 
-def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu):
+def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu, res=None):
     n = x.shape[0]
     m = w.shape[0]
     cg = w.shape[1] if nchw else w.shape[-1]
@@ -346,13 +354,15 @@ def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu):
         x4 = x.reshape(n, group, cg, P)
         y4 = y.reshape(n, group, mg, P)
         wg = w.reshape(group, mg, cg)
+        y3 = y.reshape(n, m, P)
+        r3 = y3 if res is None else res.reshape(n, m, P)
 
         def task(t, worker):
             n0 = t * chunk
             n1 = min(n, n0 + chunk)
             np.matmul(wg, x4[n0:n1], out=y4[n0:n1])
-            if has_bias or relu:
-                add_bias_rows(y.reshape(n, m, P), n0, n1, b, has_bias, relu)
+            if has_bias or relu or res is not None:
+                add_bias_rows(y3, n0, n1, b, has_bias, r3, res is not None, relu)
 
         cp.run_tasks(task, -(-n // chunk), workers)
         return
@@ -371,7 +381,7 @@ def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu):
     cp.run_tasks(rows, -(-R // chunk), workers)
 
 
-def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch, relu):
+def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch, relu, res=None):
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
     n, c = x.shape[0], x.shape[1]
     m = w.shape[0]
@@ -383,6 +393,7 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch, re
     tiles = -(-Ho // rows)
     x3 = x.reshape(n, c, H, W)
     y3 = y.reshape(n, m, Ho, Wo)
+    r3 = y3 if res is None else res.reshape(n, m, Ho, Wo)
 
     def task(t, worker):
         img, tile = divmod(t, tiles)
@@ -393,7 +404,7 @@ def _forward_rowshift(x, w, b, y, group, has_bias, rows, workers, p, scratch, re
         z = scratch[1][worker, :group * KW * mg * L].reshape(group, KW * mg, L)
         rowshift_col3(x3[img], col3, h0, group, KH, DH, PH, PW, Wp)
         np.matmul(a, col3, out=z)
-        rowshift_sum(z, y3[img], h0, h1, b, has_bias, KW, DW, Wp, relu)
+        rowshift_sum(z, y3[img], h0, h1, b, has_bias, KW, DW, Wp, r3[img], res is not None, relu)
 
     cp.run_tasks(task, n * tiles, workers)
 
@@ -566,7 +577,8 @@ def conv_backward_data(dy, w, dx, plan, flipped, scratch):
 def add_bias(y, b, nchw):
     """y += b along the channel axis of a 5-D NCHW / NHWC view."""
     if nchw:
-        add_bias_rows(y.reshape(y.shape[0], y.shape[1], -1), 0, y.shape[0], b, True, False)
+        y3 = y.reshape(y.shape[0], y.shape[1], -1)
+        add_bias_rows(y3, 0, y.shape[0], b, True, y3, False, False)
     else:
         r = y.size // y.shape[-1]
         add_bias_cols(y.reshape(r, y.shape[-1]), 0, r, b, True, False)

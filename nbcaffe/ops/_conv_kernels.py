@@ -255,9 +255,9 @@ def gather_images(src, n0, dst):
 
 
 @_njit
-def scatter_images(z, n0, y, b, has_bias, relu):
-    """y[n0 + i, g*Mg + m, t] = z[g, m, i*P + t] (+ b), then max(., 0) when relu (ConvRelu):
-    z (G, Mg, k*P), y (N, M, P)."""
+def scatter_images(z, n0, y, b, has_bias, r, has_res, relu):
+    """y[n0 + i, g*Mg + m, t] = z[g, m, i*P + t] (+ b) (+ r[n0 + i, g*Mg + m, t] when has_res),
+    then max(., 0) when relu (ConvRelu, ConvSumRelu): z (G, Mg, k*P), y and r (N, M, P)."""
     group, mg, kp = z.shape
     P = y.shape[2]
     for g in range(group):
@@ -268,8 +268,17 @@ def scatter_images(z, n0, y, b, has_bias, relu):
                 d = y[n0 + i, g * mg + m]
                 for t in range(P):
                     d[t] = s[i * P + t] + bias
+                if has_res:
+                    _add_row(d, r[n0 + i, g * mg + m])
                 if relu:
                     _relu_row(d)
+
+
+@functools.partial(numba.njit, nogil=True, inline="always")
+def _add_row(d, s):
+    """d += s (the residual of ConvSumRelu, added after the bias as the unfused Sum does)."""
+    for t in range(d.shape[0]):
+        d[t] += s[t]
 
 
 @functools.partial(numba.njit, nogil=True, inline="always")
@@ -281,13 +290,26 @@ def _relu_row(d):
 
 
 @_njit
-def add_bias_rows(y, n0, n1, b, has_bias, relu):
-    """y (N, M, P): y[n, m, :] += b[m] (when has_bias), then max(., 0) (when relu), for n in
-    [n0, n1) (NCHW bias; the ReLU of ConvRelu rides the same pass)."""
+def add_bias_rows(y, n0, n1, b, has_bias, r, has_res, relu):
+    """y (N, M, P): y[n, m, :] += b[m] (when has_bias), then += r[n, m, :] (when has_res), then
+    max(., 0) (when relu), for n in [n0, n1) (NCHW bias; the ReLU of ConvRelu and the residual
+    of ConvSumRelu ride the same pass, in the unfused ops' order of roundings)."""
     for n in range(n0, n1):
         for m in range(y.shape[1]):
             row = y[n, m]
-            if has_bias:
+            if has_res:  # bias, then residual: the unfused roundings (the row stays in L1)
+                if has_bias:
+                    v = b[m]
+                    for t in range(row.shape[0]):
+                        row[t] += v
+                s = r[n, m]
+                if relu:
+                    for t in range(row.shape[0]):
+                        u = row[t] + s[t]
+                        row[t] = u if u > 0 else 0
+                else:
+                    _add_row(row, s)
+            elif has_bias:
                 v = b[m]
                 if relu:
                     for t in range(row.shape[0]):
@@ -376,9 +398,9 @@ def rowshift_col3(img, col3, h0, group, KH, DH, PH, PW, Wp):
 
 
 @_njit
-def rowshift_sum(z, y, h0, h1, b, has_bias, KW, DW, Wp, relu):
+def rowshift_sum(z, y, h0, h1, b, has_bias, KW, DW, Wp, r, has_res, relu):
     """y[g*Mg + m, h, w] = b + sum_kw z[g, kw*Mg + m, (h - h0)*Wp + w + kw*DW] for h in [h0, h1),
-    then max(., 0) when relu (ConvRelu).
+    then + r[g*Mg + m, h, w] when has_res (ConvSumRelu), then max(., 0) when relu (ConvRelu).
 
     z (G, KW*Mg, T*Wp); y (M, Ho, Wo) one image.
     """
@@ -400,6 +422,8 @@ def rowshift_sum(z, y, h0, h1, b, has_bias, KW, DW, Wp, relu):
                     s = z[g, kw * mg + m, off:off + Wo]
                     for t in range(Wo):
                         dst[t] += s[t]
+                if has_res:
+                    _add_row(dst, r[g * mg + m, h])
                 if relu:
                     _relu_row(dst)
 
@@ -415,3 +439,16 @@ def sum_partials(parts, out):
         src = parts[i].reshape(-1)
         for t in range(n):
             flat_out[t] += src[t]
+
+
+@_njit
+def add_residual(y, r, relu):
+    """y = y + r, then max(., 0) when relu (ConvSumRelu where the strategy's last pass cannot
+    take the residual): flat arrays of one length."""
+    if relu:
+        for t in range(y.shape[0]):
+            u = y[t] + r[t]
+            y[t] = u if u > 0 else 0
+    else:
+        for t in range(y.shape[0]):
+            y[t] += r[t]

@@ -125,6 +125,54 @@ class ConvRelu(Conv):
         return (np.where(y > 0, y, 0).astype(y.dtype),)
 
 
+def conv_sum_relu_cpu(x, w, b, s, y, plan, scratch):
+    """ConvSumRelu: y = max(conv(x, w) + b + s, 0)."""
+    conv_forward(x, w, b, y, plan, scratch, relu=True, res=s)
+
+
+@register_op
+class ConvSumRelu(Conv):
+    """Y = max(Conv(X, filter, bias) + S, 0): a convolution, a residual Sum and a ReLU in one op
+    (ResNet's block output; Caffe2's ideep engine had the same fusion as ConvFusion).
+
+    Inputs X, filter, bias as Conv (bias required) and S with Y's shape and dtype; arguments as
+    Conv.  The bias is added first, then S, then the ReLU, each rounded as the unfused ops round
+    them.  Y may not alias S.  Inference only, CPU only; written by ``nbcaffe.Predictor`` into its
+    private running net (nbcaffe/predictor/optimize.py) where Conv -> Sum -> Relu read each other's
+    outputs only.
+    """
+
+    op_type = "ConvSumRelu"
+    inputs = ("X", "filter", "bias", "S")
+    num_inputs = (4, 4)
+    devices = (CPU,)
+    cpu = staticmethod(conv_sum_relu_cpu)
+    gradient = None
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        out, types = Conv.infer(args, shapes[:3], dtypes[:3])
+        if tuple(shapes[3]) != tuple(out[0]) or np.dtype(dtypes[3]) != np.dtype(types[0]):
+            raise errors.ShapeError(f"ConvSumRelu: S {tuple(shapes[3])} {np.dtype(dtypes[3]).name} must have the"
+                                    f" convolution's output shape {tuple(out[0])} and dtype {np.dtype(types[0]).name}")
+        return out, types
+
+    @staticmethod
+    def reference(X, filter, bias, S, *, window, group=1, no_bias=False):  # noqa: A002 (Caffe2's name)
+        (y,) = Conv.reference(X, filter, bias, window=window, group=group)
+        y = (y + S).astype(y.dtype)
+        return (np.where(y > 0, y, 0).astype(y.dtype),)
+
+    def bind(self, inputs, outputs):
+        x, w, b, res = inputs
+        group = self.args["group"]
+        geo, m = filter_geometry(self.window, x.shape, w.shape, group)
+        plan, shapes = forward_plan(geo, group, True, m, np.dtype(x.dtype).itemsize, cpu=True)
+        return functools.partial(self.kernel, five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
+                                 five(res, geo.order, geo.rank), five(outputs[0], geo.order, geo.rank), plan,
+                                 allocate(self.ctx, shapes, x.dtype))
+
+
 def _conv_grad_scratch(ctx, geo, group, m, dtype, need_dx):
     itemsize = np.dtype(dtype).itemsize
     cpu = ctx.device_type == CPU

@@ -13,6 +13,9 @@ the init net has filled ``ws`` with the parameters:
   are: other ops, or the caller, may read them).
 * **Conv + Relu** becomes ``ConvRelu`` (nbcaffe/ops/conv.py): the ReLU rides the pass that adds
   the bias, so Y is written once.
+* **Conv + Sum + Relu** (ResNet's block output: the Conv's value and one other blob summed, then
+  a ReLU) becomes ``ConvSumRelu`` at the Sum's place: the residual and the ReLU ride the bias
+  pass.
 
 A rewrite needs the intermediate value to be read by the next op only (versions, not names:
 Caffe1 translations run Relu in place), not to be the final value of one of ``keep`` (the
@@ -60,9 +63,14 @@ class _Graph:
 
     def __init__(self, ops):
         self.ops = ops
+        self.reindex()
+
+    def reindex(self):
         self.reads = defaultdict(list)
         self.writes = defaultdict(list)
-        for i, op in enumerate(ops):
+        for i, op in enumerate(self.ops):
+            if op is None:
+                continue
             for name in op.input:
                 self.reads[name].append(i)
             for name in op.output:
@@ -72,6 +80,10 @@ class _Graph:
         """Indices of the live ops that read the value op ``i`` wrote to ``name``."""
         nxt = min((k for k in self.writes[name] if k > i and self.ops[k] is not None), default=len(self.ops))
         return sorted({k for k in self.reads[name] if i < k <= nxt and self.ops[k] is not None})
+
+    def final(self, i, name):
+        """Whether the value op ``i`` writes to ``name`` is the one the net ends with."""
+        return not any(k > i and self.ops[k] is not None for k in self.writes[name])
 
     def touched_between(self, name, i, j):
         return any(i < k < j and self.ops[k] is not None for k in self.reads[name] + self.writes[name])
@@ -190,11 +202,51 @@ class _Optimizer:
         if len(nxt.output) != 1:
             return None
         out = nxt.output[0]
-        final = not any(k > i and graph.ops[k] is not None for k in graph.writes[name])
-        if out != name and ((name in self.keep and final) or graph.touched_between(out, i, j)
+        if out != name and ((name in self.keep and graph.final(i, name)) or graph.touched_between(out, i, j)
                             or out in graph.ops[i].input):
             return None
         return j
+
+    def residual(self, graph, i, op, name):
+        """Conv (op ``i``, output ``name``) -> Sum with one other blob -> Relu, each value read by
+        the next op only: one ConvSumRelu at the Sum's place (the other summand may be computed
+        after the Conv, as ResNet's projection shortcut is).  Whether it was rewritten."""
+        readers = graph.readers(i, name)
+        if len(readers) != 1:
+            return False
+        j = readers[0]
+        add = graph.ops[j]
+        if add.type != "Sum" or len(add.input) != 2 or len(add.output) != 1 or name not in add.input:
+            return False
+        other = add.input[1] if add.input[0] == name else add.input[0]
+        total = add.output[0]
+        after = graph.readers(j, total)
+        if other == name or len(after) != 1:
+            return False
+        k = after[0]
+        relu = graph.ops[k]
+        if relu.type != "Relu" or list(relu.input) != [total]:
+            return False
+        out = relu.output[0]
+        lost = [(i, name)] + ([(j, total)] if total != out else [])
+        if any(n in self.keep and graph.final(at, n) for at, n in lost):
+            return False
+        if out in (op.input[0], other) or (out != total and graph.touched_between(out, j, k)) \
+                or any(i < at < j and graph.ops[at] is not None for at in graph.writes[op.input[0]]):
+            return False
+        fused = caffe2_pb2.OperatorDef()
+        fused.CopyFrom(op)
+        fused.type = "ConvSumRelu"
+        if len(fused.input) == 2:
+            w = self.const(op.input[1])
+            fused.input.append(self.store(name + "_b", np.zeros(w.shape[0]), w.dtype))
+        fused.input.append(other)
+        fused.output[0] = out
+        graph.ops[i] = None
+        graph.ops[k] = None
+        graph.ops[j] = fused
+        graph.reindex()
+        return True
 
     def run(self):
         graph = _Graph([op for op in self.net.op])
@@ -206,6 +258,8 @@ class _Optimizer:
                 name = op.output[0]
                 j = self.follower(graph, i, name)
                 if j is None:
+                    if op.type in CONV_TYPES:
+                        self.residual(graph, i, op, name)
                     break
                 nxt = graph.ops[j]
                 channels, axis, dtype = info
@@ -218,6 +272,8 @@ class _Optimizer:
                     op.type = "ConvRelu"
                     info = None
                 else:
+                    if op.type in CONV_TYPES:
+                        self.residual(graph, i, op, name)
                     break
                 graph.move_output(i, j, name, nxt.output[0])
                 op.output[0] = nxt.output[0]

@@ -380,7 +380,7 @@ class TestConv:
         ((3, 1, 28, 28), (4, 1, 5, 5), {"kernel": 5}),  # direct
         ((2, 6, 12, 16), (6, 1, 3, 3), {"kernel": 3, "pad": 1, "stride": 2, "group": 6}),  # depthwise
     ])
-    def test_conv_relu_is_conv_then_relu(self, x_shape, w_shape, args):
+    def test_fused_ops_equal_the_unfused_ones(self, x_shape, w_shape, args):
         rng = np.random.default_rng(17)
         x = rng.standard_normal(x_shape).astype(F32)
         w = rng.standard_normal(w_shape).astype(F32)
@@ -390,6 +390,13 @@ class TestConv:
             (r,) = run("ConvRelu", inputs, **args)
             assert np.array_equal(r, np.where(y > 0, y, 0)), "fused ReLU must equal Conv then Relu bitwise"
             assert (r == 0).any() and (r > 0).any()
+        # ConvSumRelu: Conv, then Sum with a residual, then Relu (NCHW GEMM strategies fuse the
+        # residual into their last pass, the others add it in one more pass)
+        (y,) = run("Conv", [x, w, b], **args)
+        res = rng.standard_normal(y.shape).astype(F32)
+        (s,) = run("Sum", [y, res])
+        (r,) = run("ConvSumRelu", [x, w, b, res], **args)
+        assert np.array_equal(r, np.where(s > 0, s, 0)), "ConvSumRelu must equal Conv, Sum, Relu bitwise"
 
     def test_legacy_pads_and_conv3d(self):
         rng = np.random.default_rng(4)
