@@ -4,6 +4,7 @@
     python benchmarks/bench_inference.py --models lenet resnet50 --batches 1
     python benchmarks/bench_inference.py --all              # every model (VGG-19 at b8 is slow)
     python benchmarks/bench_inference.py --threads 1        # both frameworks on one thread
+    python benchmarks/bench_inference.py --no-optimize      # the Predictor without its graph rewrites
     python benchmarks/bench_inference.py --list
 
 Models: Caffe1 models from ../shared/testdata/caffe1 translated by nbcaffe.caffe_translator
@@ -115,7 +116,7 @@ def bench(name, batch, args):
     init_net, predict_net, blob, shape = load(name)
     x = np.random.default_rng(0).standard_normal((batch,) + tuple(shape)).astype(np.float32)
     t0 = time.perf_counter()
-    predictor = Predictor(init_net, predict_net, device="cpu")
+    predictor = Predictor(init_net, predict_net, device="cpu", optimize=args.optimize)
     ours = predictor.run({blob: x})
     first = time.perf_counter() - t0
     session, feeds = ort_session(init_net, predict_net, blob, x, args.ort_threads)
@@ -144,6 +145,8 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--min-seconds", type=float, default=0.2)
     parser.add_argument("--pause", type=float, default=0.15)
+    parser.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="run the predict net as written (no BN folding, no fused ops)")
     parser.add_argument("--threads", type=int, default=0,
                         help="threads for both frameworks (nbcaffe.set_num_threads, ORT intra-op); 0 = their defaults")
     args = parser.parse_args(argv)
@@ -159,7 +162,8 @@ def main(argv=None):
         parser.error(f"unknown models {unknown}; --list shows them")
     print(header())
     print(f"# uptime: {os.popen('uptime').read().strip()}")
-    print(f"# threads: nbcaffe {get_num_threads()}, ORT {args.ort_threads or 'default (all cores)'}")
+    print(f"# threads: nbcaffe {get_num_threads()}, ORT {args.ort_threads or 'default (all cores)'};"
+          f" Predictor graph rewrites {'on' if args.optimize else 'off'}")
     print(f"{'model':20s} {'batch':>5s} {'nbcaffe ms':>11s} {'ORT ms':>9s} {'ratio':>6s} {'max |diff|':>10s}"
           f" {'1st call s':>10s} {'bg load':>7s}")
     ratios = []

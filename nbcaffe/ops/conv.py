@@ -34,6 +34,7 @@ from nbcaffe.ops._conv_common import (
 )
 from nbcaffe.ops._conv_cpu import (
     allocate,
+    bind_forward,
     conv_backward_data,
     conv_backward_filter,
     conv_forward,
@@ -94,9 +95,11 @@ class Conv(WindowOp):
         plan, shapes = forward_plan(geo, group, has_bias, m, np.dtype(x.dtype).itemsize,
                                     cpu=self.ctx.device_type == CPU)
         b = inputs[2] if has_bias else w.reshape(-1)
-        return functools.partial(self.kernel, five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
-                                 five(outputs[0], geo.order, geo.rank), plan,
-                                 allocate(self.ctx, shapes, x.dtype))
+        args = (five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b, five(outputs[0], geo.order, geo.rank),
+                plan, allocate(self.ctx, shapes, x.dtype))
+        if self.kernel in _CPU_FORWARD:  # the registered CPU kernel, with its views built once
+            return bind_forward(*args, relu=_CPU_FORWARD[self.kernel])
+        return functools.partial(self.kernel, *args)
 
 
 def conv_relu_cpu(x, w, b, y, plan, scratch):
@@ -168,9 +171,13 @@ class ConvSumRelu(Conv):
         group = self.args["group"]
         geo, m = filter_geometry(self.window, x.shape, w.shape, group)
         plan, shapes = forward_plan(geo, group, True, m, np.dtype(x.dtype).itemsize, cpu=True)
-        return functools.partial(self.kernel, five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
-                                 five(res, geo.order, geo.rank), five(outputs[0], geo.order, geo.rank), plan,
-                                 allocate(self.ctx, shapes, x.dtype))
+        return bind_forward(five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
+                            five(outputs[0], geo.order, geo.rank), plan, allocate(self.ctx, shapes, x.dtype),
+                            relu=True, res=five(res, geo.order, geo.rank))
+
+
+# registered CPU forward kernels -> their relu flag (Conv.bind builds their calls with bind_forward)
+_CPU_FORWARD = {conv_cpu: False, conv_relu_cpu: True}
 
 
 def _conv_grad_scratch(ctx, geo, group, m, dtype, need_dx):

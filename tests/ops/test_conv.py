@@ -375,6 +375,8 @@ class TestConv:
         ((9, 2, 6, 6), (4, 2, 3, 3), {"kernel": 3, "stride": 2}),  # im2col, chunks of images
         ((1, 2, 9, 9), (4, 2, 3, 3), {"kernel": 3, "stride": 2, "pad": 1}),  # im2col, one image
         ((3, 6, 5, 4), (4, 6, 1, 1), {"kernel": 1}),  # 1x1 GEMM
+        ((1, 6, 1, 1), (4, 6, 1, 1), {"kernel": 1}),  # 1x1 GEMM, one task: views built at bind
+        ((1, 6, 3, 4), (6, 2, 1, 1), {"kernel": 1, "group": 3}),
         ((3, 6, 5, 4), (5, 1, 1, 4), {"kernel": 1, "order": "NHWC"}),
         ((2, 5, 6, 3), (4, 3, 3, 3), {"kernel": 3, "pad": 1, "order": "NHWC"}),
         ((3, 1, 28, 28), (4, 1, 5, 5), {"kernel": 5}),  # direct
@@ -390,6 +392,11 @@ class TestConv:
             (r,) = run("ConvRelu", inputs, **args)
             assert np.array_equal(r, np.where(y > 0, y, 0)), "fused ReLU must equal Conv then Relu bitwise"
             assert (r == 0).any() and (r > 0).any()
+            expected = torch_conv(x, w, inputs[2] if len(inputs) > 2 else None, [args.get("stride", 1)] * 2,
+                                  [args.get("pad", 0)] * 4, [1, 1], args.get("group", 1)) \
+                if args.get("order", "NCHW") == "NCHW" else None
+            if expected is not None:
+                assert_close(y, expected, rtol=1e-4, atol=1e-4)
         # ConvSumRelu: Conv, then Sum with a residual, then Relu (NCHW GEMM strategies fuse the
         # residual into their last pass, the others add it in one more pass)
         (y,) = run("Conv", [x, w, b], **args)
