@@ -466,6 +466,44 @@ def avg_pool_nchw(x, y, include_pad, p):
 
 
 @_njit
+def avg_pool_rows_nchw(x, y, include_pad, p):
+    """avg_pool_nchw's means by separable row passes (2-D, no dilation: ``separable``): per
+    output row, the float64 sum of the window's input rows into a buffer zero-padded by PW in
+    front and up to the last window's end behind, then for each kernel column one pass over the
+    outputs reading it at stride SW, then the divisor."""
+    D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
+    Q = x.shape[0]
+    wcount = _width_counts(p, include_pad)
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    Wb = max((Wo - 1) * SW + KW, PW + W)
+    tv = np.zeros(Wb, np.float64)
+    acc = np.empty(Wo, np.float64)
+    wv = min(W, Wb - PW)
+    buf = tv[PW:PW + wv]
+    for q in range(Q):
+        for oh in range(Ho):
+            h0 = max(0, oh * SH - PH)
+            h1 = min(H, oh * SH - PH + KH)
+            r0 = xf[(q * H + h0) * W:(q * H + h0) * W + wv]
+            for j in range(wv):
+                buf[j] = r0[j]
+            for h in range(h0 + 1, h1):
+                r = xf[(q * H + h) * W:(q * H + h) * W + wv]
+                for j in range(wv):
+                    buf[j] += r[j]
+            for t in range(Wo):
+                acc[t] = tv[t * SW]
+            for kw in range(1, KW):
+                for t in range(Wo):
+                    acc[t] += tv[t * SW + kw]
+            scale = KH * KW if include_pad else h1 - h0
+            out = yf[(q * Ho + oh) * Wo:(q * Ho + oh + 1) * Wo]
+            for t in range(Wo):
+                out[t] = acc[t] / (scale * wcount[t])
+
+
+@_njit
 def avg_pool_nhwc(x, y, include_pad, p):
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
     C = x.shape[4]

@@ -38,6 +38,7 @@ from nbcaffe.ops._pool_kernels import (
     avg_pool_grad_nhwc,
     avg_pool_nchw,
     avg_pool_nhwc,
+    avg_pool_rows_nchw,
     index_grad_nchw,
     index_grad_nhwc,
     max_pool_2x2_nchw,
@@ -103,7 +104,8 @@ def avg_pool_cpu(x, y, plan):
     p = plan[3:]
     if nchw:
         xs, ys = _planes(x, 1), _planes(y, 1)
-        _split(xs.shape[0], x.size, lambda a, b: avg_pool_nchw(xs[a:b], ys[a:b], include_pad, p))
+        kernel = avg_pool_rows_nchw if separable(p) else avg_pool_nchw
+        _split(xs.shape[0], x.size, lambda a, b: kernel(xs[a:b], ys[a:b], include_pad, p))
     else:
         _split(x.shape[0], x.size, lambda a, b: avg_pool_nhwc(x[a:b], y[a:b], include_pad, p))
 

@@ -213,9 +213,9 @@ class TestForward:
         ((1, 1, 5, 4), {"kernel": 4, "stride": 1}, (2, 1)),  # tiled-free, one output column
     ])
     @pytest.mark.parametrize("dtype", [F32, np.float64])
-    def test_row_pass_max_pool(self, shape, args, out, dtype):
-        """The separable row-pass kernel (2-D NCHW, no dilation) against a loop over windows,
-        with NaN, +-inf and ties in the input."""
+    def test_row_pass_pooling(self, shape, args, out, dtype):
+        """The separable row-pass kernels (2-D NCHW, no dilation) against a loop over windows,
+        with NaN, +-inf and ties in the input of the max."""
         from nbcaffe.ops import _conv_pool, pooling
 
         rng = np.random.default_rng(13)
@@ -234,6 +234,11 @@ class TestForward:
         heads = list(geo.pad_head)
         expected = loop_pool(x, geo.kernel, geo.stride, heads, out)
         np.testing.assert_array_equal(y, expected.astype(dtype))
+        x = rng.standard_normal(shape).astype(dtype)  # average pooling takes the same row passes
+        for include_pad in (0, 1):
+            (y,) = run("AveragePool", [x], count_include_pad=include_pad, **args)
+            expected = loop_pool(x, geo.kernel, geo.stride, heads, out, mode="avg", include_pad=include_pad)
+            assert_close(y, expected, rtol=1e-5 if dtype == F32 else 1e-12, atol=1e-6 if dtype == F32 else 1e-12)
 
 
 class TestGradients:
