@@ -7,9 +7,9 @@ works on machines without a GPU; they run under ``NUMBA_ENABLE_CUDASIM=1`` or on
 
 from __future__ import annotations
 
-from numba import cuda
-
 import importlib
+
+from numba import cuda
 
 from nbcaffe import errors
 from nbcaffe.cuda.context import CUDAContext
