@@ -59,3 +59,14 @@ def clean_workspace():
     yield
     workspace.SwitchWorkspace("default", True)
     workspace.ResetWorkspace()
+
+
+@pytest.fixture
+def root(tmp_path):
+    """The workspace root folder set to tmp_path for the test, restored afterwards."""
+    from nbcaffe import workspace
+
+    previous = workspace.RootFolder()
+    workspace.ResetWorkspace(str(tmp_path))
+    yield tmp_path
+    workspace.ResetWorkspace(previous)
