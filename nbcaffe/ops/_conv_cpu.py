@@ -60,6 +60,7 @@ from nbcaffe.ops._conv_kernels import (
     sum_partials,
 )
 from nbcaffe.ops._direct_kernels import depthwise_conv_nchw, direct_conv_nchw, direct_filter_grad_nchw
+from nbcaffe.threads import PARALLEL_GEMM_MIN_MACS
 
 # Scratch budget (bytes) of one task's col / col3+Z buffers: big enough that a 64-channel
 # 56x56 image is one row-shift task, small enough to stay in a large L2/L3 slice.
@@ -167,7 +168,9 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
         planes = n * m_out
         chunk = max(1, -(-planes // (threads * DIRECT_TASKS_PER_THREAD))) if threads > 1 else planes
         workers = min(threads, -(-planes // chunk))
-        return head + (FWD_DEPTHWISE, chunk, workers) + canon, ((workers, H * KW * Wo), (1,), (1,), (1,))
+        Hq, Wq = Ho + (KH - 1) * DH // SH, Wo + (KW - 1) * DW // SW
+        shapes = ((workers, (Ho - 1) * Wq + Wo), (workers, SH * SW * Hq * Wq), (1,), (1,))
+        return head + (FWD_DEPTHWISE, chunk, workers) + canon, shapes
     if _pointwise(geo):
         # tasks: image chunks, or row blocks of the (positions, channels) matrix when few images
         if nchw:
@@ -182,9 +185,11 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
     if rowshift and _rowshift_ok(geo, canon) and Wp <= ROWSHIFT_MAX_WASTE * Wo and KH * cg >= ROWSHIFT_MIN_DEPTH:
         row_bytes = (KH * c + KW * m_out) * Wp * itemsize
         rows = max(1, TASK_BYTES // max(row_bytes, 1))
-        # row blocks only for the memory budget: splitting one image between threads cost
-        # more (two 1-thread GEMMs) than one 2-thread GEMM (b1 3x3/64ch: 1.3 vs 2.1 ms)
         tiles = -(-Ho // rows)
+        if n * tiles < threads:
+            # b1: row blocks for the threads too.  BLAS runs single-threaded inside nets, so one
+            # task ran the whole GEMM on one core (3x3/64ch 56x56: 2.0 ms on 1 or 2 threads)
+            tiles = min(Ho, -(-2 * threads // n))
         rows = -(-Ho // tiles)
         L = rows * Wp
         workers = min(threads, n * tiles)
@@ -304,7 +309,8 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False, res=None):
 
         def depthwise(t, worker):
             q0 = t * chunk
-            depthwise_conv_nchw(x, q0, min(planes, q0 + chunk), w, b, has_bias, y, scratch[0][worker], p, zero, relu)
+            depthwise_conv_nchw(x, q0, min(planes, q0 + chunk), w, b, has_bias, y, scratch[0][worker],
+                                scratch[1][worker], p, zero, relu)
 
         cp.run_tasks(depthwise, -(-planes // chunk), workers)
         return
@@ -328,9 +334,20 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False, res=None):
             im2col_nchw(x, n0, col, p, group)
             if k == 1:
                 out = y3[n0].reshape(group, mg, P)
+                blocks, step = _column_blocks(n, chunk, P, m * kg * P) if t == 0 else (1, P)
+                if blocks > 1:  # the only task: the GEMM and the bias pass split by positions
+
+                    def columns(c, _worker):
+                        p0, p1 = c * step, min(P, (c + 1) * step)
+                        np.matmul(wg, col[:, :, p0:p1], out=out[:, :, p0:p1])
+                        if has_bias or relu or has_res:
+                            add_bias_rows(y3, n0, n1, b, has_bias, r3, has_res, relu, p0, p1)
+
+                    cp.run_tasks(columns, blocks, blocks)
+                    return
                 np.matmul(wg, col, out=out)
                 if has_bias or relu or has_res:
-                    add_bias_rows(y3, n0, n1, b, has_bias, r3, has_res, relu)
+                    add_bias_rows(y3, n0, n1, b, has_bias, r3, has_res, relu, 0, P)
             else:
                 z = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
                 np.matmul(wg, col, out=z)
@@ -345,6 +362,19 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False, res=None):
     cp.run_tasks(task, -(-n // chunk), workers)
 
 
+def _column_blocks(n, chunk, P, macs):
+    """(blocks, step): a pass whose images are one task (n <= chunk: b1) splits its GEMM and bias
+    pass into position blocks over the pool when the GEMM is large enough; (1, P) otherwise.
+    BLAS runs single-threaded inside nets (nbcaffe.threads), so one task would use one core."""
+    threads = cp.num_threads()
+    if n > chunk or threads == 1 or macs < PARALLEL_GEMM_MIN_MACS or P < 128 * threads:
+        return 1, P
+    blocks = 2 * threads
+    step = -(-P // blocks)
+    step = -(-step // 16) * 16  # whole vectors per block
+    return -(-P // step), step
+
+
 def bind_forward(x, w, b, y, plan, scratch, relu=False, res=None):
     """A zero-argument callable computing conv_forward(x, w, b, y, plan, scratch, relu, res).
 
@@ -354,7 +384,8 @@ def bind_forward(x, w, b, y, plan, scratch, relu=False, res=None):
     """
     nchw, group, has_bias, strategy, chunk, workers = plan[:PLAN_HEAD]
     n, m = x.shape[0], w.shape[0]
-    if strategy == FWD_GEMM1X1 and nchw and n and y.size and chunk >= n:
+    if strategy == FWD_GEMM1X1 and nchw and n and y.size and chunk >= n and \
+            _column_blocks(n, chunk, x[0, 0].size, m * x.shape[1] // group * x[0, 0].size)[0] == 1:
         P = x[0, 0].size
         x4 = x.reshape(n, group, x.shape[1] // group, P)
         y4 = y.reshape(n, group, m // group, P)
@@ -367,7 +398,7 @@ def bind_forward(x, w, b, y, plan, scratch, relu=False, res=None):
 
         def call():
             np.matmul(wg, x4, out=y4)
-            add_bias_rows(y3, 0, n, b, has_bias, r3, has_res, relu)
+            add_bias_rows(y3, 0, n, b, has_bias, r3, has_res, relu, 0, P)
 
         return call
     return functools.partial(conv_forward, x, w, b, y, plan, scratch, relu, res)
@@ -386,12 +417,25 @@ def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu, res=No
         y3 = y.reshape(n, m, P)
         r3 = y3 if res is None else res.reshape(n, m, P)
 
+        epilogue = has_bias or relu or res is not None
+        blocks, step = _column_blocks(n, chunk, P, m * cg * P)
+        if blocks > 1:  # one task of images: split the positions instead
+
+            def columns(t, worker):
+                p0, p1 = t * step, min(P, (t + 1) * step)
+                np.matmul(wg, x4[:, :, :, p0:p1], out=y4[:, :, :, p0:p1])
+                if epilogue:
+                    add_bias_rows(y3, 0, n, b, has_bias, r3, res is not None, relu, p0, p1)
+
+            cp.run_tasks(columns, blocks, blocks)
+            return
+
         def task(t, worker):
             n0 = t * chunk
             n1 = min(n, n0 + chunk)
             np.matmul(wg, x4[n0:n1], out=y4[n0:n1])
-            if has_bias or relu or res is not None:
-                add_bias_rows(y3, n0, n1, b, has_bias, r3, res is not None, relu)
+            if epilogue:
+                add_bias_rows(y3, n0, n1, b, has_bias, r3, res is not None, relu, 0, P)
 
         cp.run_tasks(task, -(-n // chunk), workers)
         return
@@ -607,7 +651,7 @@ def add_bias(y, b, nchw):
     """y += b along the channel axis of a 5-D NCHW / NHWC view."""
     if nchw:
         y3 = y.reshape(y.shape[0], y.shape[1], -1)
-        add_bias_rows(y3, 0, y.shape[0], b, True, y3, False, False)
+        add_bias_rows(y3, 0, y.shape[0], b, True, y3, False, False, 0, y3.shape[2])
     else:
         r = y.size // y.shape[-1]
         add_bias_cols(y.reshape(r, y.shape[-1]), 0, r, b, True, False)
