@@ -209,6 +209,8 @@ def run_tasks(task, n_tasks, n_workers):
         except BaseException as exc:  # noqa: BLE001  (re-raised after the other workers stop)
             error = exc
         for future in futures:
+            if future.cancel():  # the caller ran every task before this worker woke up
+                continue
             try:
                 future.result()
             except BaseException as exc:  # noqa: BLE001

@@ -60,7 +60,6 @@ from nbcaffe.ops._conv_kernels import (
     sum_partials,
 )
 from nbcaffe.ops._direct_kernels import depthwise_conv_nchw, direct_conv_nchw, direct_filter_grad_nchw
-from nbcaffe.threads import PARALLEL_GEMM_MIN_MACS
 
 # Scratch budget (bytes) of one task's col / col3+Z buffers: big enough that a 64-channel
 # 56x56 image is one row-shift task, small enough to stay in a large L2/L3 slice.
@@ -97,6 +96,12 @@ DIRECT_FWD_MAX_OUT = 24
 DIRECT_FWD_MAX_POSITIONS = 4096
 DIRECT_GRAD_MAX_OUT = 32
 DIRECT_GRAD_MAX_POSITIONS = 16384
+# A forward convolution with fewer multiply-adds than this runs on the calling thread alone:
+# handing tasks to the pool cost 0.05-0.15 ms per op on the quiet 2-core VM (GIL hand-offs
+# between the tasks' Python parts, waking the idle worker), more than the second core saves
+# (MTCNN P-Net b8, five convs of 0.1-1.7 M MACs: 0.87 ms on two threads, 0.11 ms on one;
+# CIFAR-10 quick b1, 2.4 and 6.5 M MACs: 0.27 / 0.42 ms on two, 0.10 / 0.29 ms on one).
+FORWARD_SERIAL_MACS = 8 << 20
 # Direct passes split the batch into about this many tasks per thread (balance under a
 # co-tenant; a task of a few images costs ~5 us to hand out).
 DIRECT_TASKS_PER_THREAD = 4
@@ -154,8 +159,10 @@ def _chunk(n, per_image_bytes, threads):
 
 
 def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, rowshift=True, direct=True,
-                 depthwise=True):
-    """(plan, scratch shapes) of y = conv(x) for ``geo`` (x: (N, C, in_sp) -> y: (N, m_out, out_sp))."""
+                 depthwise=True, serial_macs=0):
+    """(plan, scratch shapes) of y = conv(x) for ``geo`` (x: (N, C, in_sp) -> y: (N, m_out, out_sp));
+    with fewer than ``serial_macs`` multiply-adds, one thread (the forward ops pass
+    FORWARD_SERIAL_MACS; the gradients' plans keep the pool)."""
     canon = geo.canonical()
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = canon
     nchw = int(geo.order == "NCHW")
@@ -163,6 +170,8 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
     cg, mg = c // group, m_out // group
     P = Do * Ho * Wo
     threads = cp.num_threads() if cpu else 1
+    if n * m_out * cg * KD * KH * KW * P < serial_macs:
+        threads = 1
     head = (nchw, group, int(has_bias))
     if depthwise and cpu and _depthwise_ok(geo, canon, cg, group):
         planes = n * m_out
@@ -367,7 +376,7 @@ def _column_blocks(n, chunk, P, macs):
     pass into position blocks over the pool when the GEMM is large enough; (1, P) otherwise.
     BLAS runs single-threaded inside nets (nbcaffe.threads), so one task would use one core."""
     threads = cp.num_threads()
-    if n > chunk or threads == 1 or macs < PARALLEL_GEMM_MIN_MACS or P < 128 * threads:
+    if n > chunk or threads == 1 or macs < FORWARD_SERIAL_MACS or P < 128 * threads:
         return 1, P
     blocks = 2 * threads
     step = -(-P // blocks)

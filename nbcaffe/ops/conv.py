@@ -33,6 +33,7 @@ from nbcaffe.ops._conv_common import (
     w5,
 )
 from nbcaffe.ops._conv_cpu import (
+    FORWARD_SERIAL_MACS,
     allocate,
     bind_forward,
     conv_backward_data,
@@ -93,7 +94,7 @@ class Conv(WindowOp):
         geo, m = filter_geometry(self.window, x.shape, w.shape, group)
         has_bias = len(inputs) > 2
         plan, shapes = forward_plan(geo, group, has_bias, m, np.dtype(x.dtype).itemsize,
-                                    cpu=self.ctx.device_type == CPU)
+                                    cpu=self.ctx.device_type == CPU, serial_macs=FORWARD_SERIAL_MACS)
         b = inputs[2] if has_bias else w.reshape(-1)
         args = (five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b, five(outputs[0], geo.order, geo.rank),
                 plan, allocate(self.ctx, shapes, x.dtype))
@@ -170,7 +171,8 @@ class ConvSumRelu(Conv):
         x, w, b, res = inputs
         group = self.args["group"]
         geo, m = filter_geometry(self.window, x.shape, w.shape, group)
-        plan, shapes = forward_plan(geo, group, True, m, np.dtype(x.dtype).itemsize, cpu=True)
+        plan, shapes = forward_plan(geo, group, True, m, np.dtype(x.dtype).itemsize, cpu=True,
+                                    serial_macs=FORWARD_SERIAL_MACS)
         return bind_forward(five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
                             five(outputs[0], geo.order, geo.rank), plan, allocate(self.ctx, shapes, x.dtype),
                             relu=True, res=five(res, geo.order, geo.rank))

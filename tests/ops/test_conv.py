@@ -377,10 +377,12 @@ class TestConv:
         ((3, 6, 5, 4), (4, 6, 1, 1), {"kernel": 1}),  # 1x1 GEMM
         ((1, 6, 1, 1), (4, 6, 1, 1), {"kernel": 1}),  # 1x1 GEMM, one task: views built at bind
         ((1, 6, 3, 4), (6, 2, 1, 1), {"kernel": 1, "group": 3}),
-        # one image, large enough that the GEMM and bias pass split by positions (or row blocks)
-        ((1, 64, 32, 32), (64, 64, 1, 1), {"kernel": 1}),
-        ((1, 16, 64, 64), (32, 16, 3, 3), {"kernel": 3, "stride": 2, "pad": 1}),
-        ((1, 32, 24, 24), (16, 32, 3, 3), {"kernel": 3, "pad": 1}),
+        # one image, large enough (FORWARD_SERIAL_MACS) that the GEMM and bias pass split by
+        # positions (or row blocks); depthwise planes over the pool
+        ((1, 128, 64, 64), (64, 128, 1, 1), {"kernel": 1}),
+        ((1, 32, 64, 64), (64, 32, 3, 3), {"kernel": 3, "stride": 2, "pad": 1}),
+        ((1, 64, 40, 40), (32, 64, 3, 3), {"kernel": 3, "pad": 1}),
+        ((4, 64, 64, 64), (64, 1, 3, 3), {"kernel": 3, "pad": 1, "group": 64}),
         ((3, 6, 5, 4), (5, 1, 1, 4), {"kernel": 1, "order": "NHWC"}),
         ((2, 5, 6, 3), (4, 3, 3, 3), {"kernel": 3, "pad": 1, "order": "NHWC"}),
         ((3, 1, 28, 28), (4, 1, 5, 5), {"kernel": 5}),  # direct
