@@ -343,20 +343,20 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False, res=None):
             im2col_nchw(x, n0, col, p, group)
             if k == 1:
                 out = y3[n0].reshape(group, mg, P)
-                blocks, step = _column_blocks(n, chunk, P, m * kg * P) if t == 0 else (1, P)
-                if blocks > 1:  # the only task: the GEMM and the bias pass split by positions
+                kind, blocks, step = _gemm_blocks(n, chunk, m, P, m * kg * P, group)
+                if kind:  # the only task: the GEMM and the bias pass split by positions or channels
 
-                    def columns(c, _worker):
-                        p0, p1 = c * step, min(P, (c + 1) * step)
-                        np.matmul(wg, col[:, :, p0:p1], out=out[:, :, p0:p1])
+                    def block(c, _worker):
+                        m0, m1, p0, p1 = _block_range(kind, c, step, m, P)
+                        np.matmul(wg[:, m0:m1], col[:, :, p0:p1], out=out[:, m0:m1, p0:p1])
                         if has_bias or relu or has_res:
-                            add_bias_rows(y3, n0, n1, b, has_bias, r3, has_res, relu, p0, p1)
+                            add_bias_rows(y3, n0, n1, b, has_bias, r3, has_res, relu, m0, m1, p0, p1)
 
-                    cp.run_tasks(columns, blocks, blocks)
+                    cp.run_tasks(block, blocks, blocks)
                     return
                 np.matmul(wg, col, out=out)
                 if has_bias or relu or has_res:
-                    add_bias_rows(y3, n0, n1, b, has_bias, r3, has_res, relu, 0, P)
+                    add_bias_rows(y3, n0, n1, b, has_bias, r3, has_res, relu, 0, m, 0, P)
             else:
                 z = scratch[1][worker, :group * mg * k * P].reshape(group, mg, k * P)
                 np.matmul(wg, col, out=z)
@@ -371,17 +371,34 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False, res=None):
     cp.run_tasks(task, -(-n // chunk), workers)
 
 
-def _column_blocks(n, chunk, P, macs):
-    """(blocks, step): a pass whose images are one task (n <= chunk: b1) splits its GEMM and bias
-    pass into position blocks over the pool when the GEMM is large enough; (1, P) otherwise.
-    BLAS runs single-threaded inside nets (nbcaffe.threads), so one task would use one core."""
+SPLIT_POSITIONS, SPLIT_CHANNELS = 1, 2
+
+
+def _gemm_blocks(n, chunk, M, P, macs, group):
+    """(kind, blocks, step): a pass whose images are one task (n <= chunk: b1) splits its GEMM
+    and bias pass into blocks over the pool when the GEMM is large enough, by positions (blocks
+    of ``step`` columns) or, for small images (ResNet's 7x7 and 14x14 stages), by output channels;
+    (0, 1, 0) otherwise.  BLAS runs single-threaded inside nets (nbcaffe.threads), so one task
+    would use one core."""
     threads = cp.num_threads()
-    if n > chunk or threads == 1 or macs < FORWARD_SERIAL_MACS or P < 128 * threads:
-        return 1, P
-    blocks = 2 * threads
-    step = -(-P // blocks)
-    step = -(-step // 16) * 16  # whole vectors per block
-    return -(-P // step), step
+    if n > chunk or threads == 1 or macs < FORWARD_SERIAL_MACS:
+        return 0, 1, 0
+    if P >= 128 * threads:
+        kind, size, quantum = SPLIT_POSITIONS, P, 16  # whole vectors per block
+    elif group == 1 and M >= 32 * threads:
+        kind, size, quantum = SPLIT_CHANNELS, M, 8
+    else:
+        return 0, 1, 0
+    step = -(-size // (2 * threads))
+    step = -(-step // quantum) * quantum
+    return kind, -(-size // step), step
+
+
+def _block_range(kind, c, step, M, P):
+    """(m0, m1, p0, p1) of block ``c`` of a _gemm_blocks split."""
+    if kind == SPLIT_POSITIONS:
+        return 0, M, c * step, min(P, (c + 1) * step)
+    return c * step, min(M, (c + 1) * step), 0, P
 
 
 def bind_forward(x, w, b, y, plan, scratch, relu=False, res=None):
@@ -394,7 +411,7 @@ def bind_forward(x, w, b, y, plan, scratch, relu=False, res=None):
     nchw, group, has_bias, strategy, chunk, workers = plan[:PLAN_HEAD]
     n, m = x.shape[0], w.shape[0]
     if strategy == FWD_GEMM1X1 and nchw and n and y.size and chunk >= n and \
-            _column_blocks(n, chunk, x[0, 0].size, m * x.shape[1] // group * x[0, 0].size)[0] == 1:
+            not _gemm_blocks(n, chunk, m, x[0, 0].size, m * x.shape[1] // group * x[0, 0].size, group)[0]:
         P = x[0, 0].size
         x4 = x.reshape(n, group, x.shape[1] // group, P)
         y4 = y.reshape(n, group, m // group, P)
@@ -407,7 +424,7 @@ def bind_forward(x, w, b, y, plan, scratch, relu=False, res=None):
 
         def call():
             np.matmul(wg, x4, out=y4)
-            add_bias_rows(y3, 0, n, b, has_bias, r3, has_res, relu, 0, P)
+            add_bias_rows(y3, 0, n, b, has_bias, r3, has_res, relu, 0, m, 0, P)
 
         return call
     return functools.partial(conv_forward, x, w, b, y, plan, scratch, relu, res)
@@ -427,16 +444,16 @@ def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu, res=No
         r3 = y3 if res is None else res.reshape(n, m, P)
 
         epilogue = has_bias or relu or res is not None
-        blocks, step = _column_blocks(n, chunk, P, m * cg * P)
-        if blocks > 1:  # one task of images: split the positions instead
+        kind, blocks, step = _gemm_blocks(n, chunk, m, P, m * cg * P, group)
+        if kind:  # one task of images: split the positions or the channels instead
 
-            def columns(t, worker):
-                p0, p1 = t * step, min(P, (t + 1) * step)
-                np.matmul(wg, x4[:, :, :, p0:p1], out=y4[:, :, :, p0:p1])
+            def block(t, worker):
+                m0, m1, p0, p1 = _block_range(kind, t, step, m, P)
+                np.matmul(wg[:, m0:m1], x4[:, :, :, p0:p1], out=y4[:, :, m0:m1, p0:p1])
                 if epilogue:
-                    add_bias_rows(y3, 0, n, b, has_bias, r3, res is not None, relu, p0, p1)
+                    add_bias_rows(y3, 0, n, b, has_bias, r3, res is not None, relu, m0, m1, p0, p1)
 
-            cp.run_tasks(columns, blocks, blocks)
+            cp.run_tasks(block, blocks, blocks)
             return
 
         def task(t, worker):
@@ -444,7 +461,7 @@ def _forward_1x1(x, w, b, y, nchw, group, has_bias, chunk, workers, relu, res=No
             n1 = min(n, n0 + chunk)
             np.matmul(wg, x4[n0:n1], out=y4[n0:n1])
             if epilogue:
-                add_bias_rows(y3, n0, n1, b, has_bias, r3, res is not None, relu, 0, P)
+                add_bias_rows(y3, n0, n1, b, has_bias, r3, res is not None, relu, 0, m, 0, P)
 
         cp.run_tasks(task, -(-n // chunk), workers)
         return
@@ -660,7 +677,7 @@ def add_bias(y, b, nchw):
     """y += b along the channel axis of a 5-D NCHW / NHWC view."""
     if nchw:
         y3 = y.reshape(y.shape[0], y.shape[1], -1)
-        add_bias_rows(y3, 0, y.shape[0], b, True, y3, False, False, 0, y3.shape[2])
+        add_bias_rows(y3, 0, y.shape[0], b, True, y3, False, False, 0, y3.shape[1], 0, y3.shape[2])
     else:
         r = y.size // y.shape[-1]
         add_bias_cols(y.reshape(r, y.shape[-1]), 0, r, b, True, False)

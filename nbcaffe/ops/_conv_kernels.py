@@ -290,12 +290,13 @@ def _relu_row(d):
 
 
 @_njit
-def add_bias_rows(y, n0, n1, b, has_bias, r, has_res, relu, p0, p1):
+def add_bias_rows(y, n0, n1, b, has_bias, r, has_res, relu, m0, m1, p0, p1):
     """y (N, M, P): y[n, m, p0:p1] += b[m] (when has_bias), then += r[n, m, p0:p1] (when
-    has_res), then max(., 0) (when relu), for n in [n0, n1) (NCHW bias; the ReLU of ConvRelu and
-    the residual of ConvSumRelu ride the same pass, in the unfused ops' order of roundings)."""
+    has_res), then max(., 0) (when relu), for n in [n0, n1), m in [m0, m1) (NCHW bias; the ReLU
+    of ConvRelu and the residual of ConvSumRelu ride the same pass, in the unfused ops' order of
+    roundings)."""
     for n in range(n0, n1):
-        for m in range(y.shape[1]):
+        for m in range(m0, m1):
             row = y[n, m, p0:p1]
             if has_res:  # bias, then residual: the unfused roundings (the row stays in L1)
                 if has_bias:

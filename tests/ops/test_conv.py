@@ -383,6 +383,8 @@ class TestConv:
         ((1, 32, 64, 64), (64, 32, 3, 3), {"kernel": 3, "stride": 2, "pad": 1}),
         ((1, 64, 40, 40), (32, 64, 3, 3), {"kernel": 3, "pad": 1}),
         ((4, 64, 64, 64), (64, 1, 3, 3), {"kernel": 3, "pad": 1, "group": 64}),
+        ((1, 512, 7, 7), (512, 512, 1, 1), {"kernel": 1}),  # small images: split by output channels
+        ((1, 256, 7, 7), (128, 256, 3, 3), {"kernel": 3, "pad": 1}),
         ((3, 6, 5, 4), (5, 1, 1, 4), {"kernel": 1, "order": "NHWC"}),
         ((2, 5, 6, 3), (4, 3, 3, 3), {"kernel": 3, "pad": 1, "order": "NHWC"}),
         ((3, 1, 28, 28), (4, 1, 5, 5), {"kernel": 5}),  # direct
