@@ -82,6 +82,7 @@ PLAN_HEAD = 6
 # GEMM depth (KH x input channels per group; LeNet's conv1 has 5) the GEMMs are too thin.
 ROWSHIFT_MAX_WASTE = 1.2
 ROWSHIFT_MIN_DEPTH = 32
+ROWSHIFT_MIN_SPLIT_POSITIONS = 512
 # Direct padded-row kernels (_conv_kernels.direct_*) where the GEMM would be this shallow or
 # less (input channels per group x taps: LeNet's first layer has 25), the padded rows waste
 # at most this ratio of extra positions, and few output channels per group re-read the input
@@ -191,7 +192,11 @@ def forward_plan(geo: cp.Geometry, group, has_bias, m_out, itemsize, cpu=True, r
         chunk, workers, _, L, plane = _direct_plan(n, canon, cg, threads)
         return head + (FWD_DIRECT, chunk, workers) + canon, ((workers, L), (workers, plane), (1,), (1,))
     Wp = Wo + (KW - 1) * DW
-    if rowshift and _rowshift_ok(geo, canon) and Wp <= ROWSHIFT_MAX_WASTE * Wo and KH * cg >= ROWSHIFT_MIN_DEPTH:
+    # one image on several threads: below ROWSHIFT_MIN_SPLIT_POSITIONS the row blocks' GEMMs get
+    # too narrow, and im2col's GEMM split by channels won (256ch 14x14: 1.6 vs 2.0 ms on two threads)
+    split_small = n < threads and P < ROWSHIFT_MIN_SPLIT_POSITIONS
+    if rowshift and _rowshift_ok(geo, canon) and Wp <= ROWSHIFT_MAX_WASTE * Wo and KH * cg >= ROWSHIFT_MIN_DEPTH \
+            and not split_small:
         row_bytes = (KH * c + KW * m_out) * Wp * itemsize
         rows = max(1, TASK_BYTES // max(row_bytes, 1))
         tiles = -(-Ho // rows)

@@ -266,6 +266,7 @@ class TestConv:
             monkeypatch.setattr(conv_module, "ROWSHIFT_MIN_DEPTH", 1)
             monkeypatch.setattr(conv_module, "TASK_BYTES", 600)
             monkeypatch.setattr(conv_module, "DIRECT_MAX_DEPTH", 0)
+            monkeypatch.setattr(conv_module, "ROWSHIFT_MIN_SPLIT_POSITIONS", 0)
         window = _conv_pool.parse_window(_conv_args(args), "test", "conv")
         geo, m = _conv_common.filter_geometry(window, x_shape, w_shape, args.get("group", 1))
         plan, _ = conv_module.forward_plan(geo, args.get("group", 1), 1, m, 4)
