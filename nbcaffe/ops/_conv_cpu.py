@@ -53,6 +53,7 @@ from nbcaffe.ops._conv_kernels import (
     col2im_nhwc,
     gather_images,
     im2col_nchw,
+    im2col_nchw_rows,
     im2col_nhwc,
     rowshift_col3,
     rowshift_sum,
@@ -345,10 +346,16 @@ def conv_forward(x, w, b, y, plan, scratch, relu=False, res=None):
         k = n1 - n0
         if nchw:
             col = scratch[0][worker, :group * kg * k * P].reshape(group, kg, k * P)
-            im2col_nchw(x, n0, col, p, group)
+            kind, blocks, step = _gemm_blocks(n, chunk, m, P, m * kg * P, group) if k == 1 else (0, 1, 0)
+            if kind:  # the only task: im2col split by tap rows, then the GEMM as below
+                units = kg // KW
+                per = -(-units // blocks)
+                cp.run_tasks(lambda c, _w: im2col_nchw_rows(x, n0, col, p, group, c * per, min(units, (c + 1) * per)),
+                             -(-units // per), blocks)
+            else:
+                im2col_nchw(x, n0, col, p, group)
             if k == 1:
                 out = y3[n0].reshape(group, mg, P)
-                kind, blocks, step = _gemm_blocks(n, chunk, m, P, m * kg * P, group)
                 if kind:  # the only task: the GEMM and the bias pass split by positions or channels
 
                     def block(c, _worker):

@@ -72,6 +72,13 @@ def im2col_nchw(x, n0, col, p, group):
     open-ended slices of the flat arrays (no per-row views, no end clamps: LeNet conv2's
     im2col 0.95 -> 0.45 ms) in blocks of eight.
     """
+    im2col_nchw_rows(x, n0, col, p, group, 0, (x.shape[1] // group) * p[6] * p[7])
+
+
+@_njit
+def im2col_nchw_rows(x, n0, col, p, group, u0, u1):
+    """im2col_nchw for the (c, kd, kh) tap rows u in [u0, u1) of every group only (u = (c*KD +
+    kd)*KH + kh): one image's im2col split over threads (batch 1)."""
     D, H, W, Do, Ho, Wo, KD, KH, KW, SD, SH, SW, DD, DH, DW, PD, PH, PW = p
     C = x.shape[1]
     cg = C // group
@@ -81,36 +88,36 @@ def im2col_nchw(x, n0, col, p, group):
     xf = x.reshape(-1)
     cf = col.reshape(-1)
     for g in range(group):
-        for c in range(cg):
-            for kd in range(KD):
-                d0, d1 = _valid_range(kd * DD - PD, SD, D, Do)
-                for kh in range(KH):
-                    h0, h1 = _valid_range(kh * DH - PH, SH, H, Ho)
-                    for kw in range(KW):
-                        r = (g * col.shape[1] + ((c * KD + kd) * KH + kh) * KW + kw) * kP
-                        off = kw * DW - PW
-                        lo, hi = _valid_range(off, SW, W, Wo)
-                        n = hi - lo
-                        if d0 > 0 or d1 < Do or h0 > 0 or h1 < Ho or lo > 0 or hi < Wo:
-                            row = cf[r:r + kP]
-                            for t in range(kP):
-                                row[t] = 0
-                        if n <= 0:
-                            continue
-                        for i in range(k):
-                            plane = ((n0 + i) * C + g * cg + c) * D * H * W
-                            for od in range(d0, d1):
-                                idd = od * SD - PD + kd * DD
-                                for oh in range(h0, h1):
-                                    src = plane + (idd * H + oh * SH - PH + kh * DH) * W + off + lo * SW
-                                    o = r + i * P + (od * Ho + oh) * Wo + lo
-                                    if SW == 1:
-                                        _copy_run(cf[o:], xf[src:], n)
-                                    else:
-                                        d2 = cf[o:]
-                                        s2 = xf[src:]
-                                        for t in range(n):
-                                            d2[t] = s2[t * SW]
+        for u in range(u0, u1):
+            c, rest = divmod(u, KD * KH)
+            kd, kh = divmod(rest, KH)
+            d0, d1 = _valid_range(kd * DD - PD, SD, D, Do)
+            h0, h1 = _valid_range(kh * DH - PH, SH, H, Ho)
+            for kw in range(KW):
+                r = (g * col.shape[1] + ((c * KD + kd) * KH + kh) * KW + kw) * kP
+                off = kw * DW - PW
+                lo, hi = _valid_range(off, SW, W, Wo)
+                n = hi - lo
+                if d0 > 0 or d1 < Do or h0 > 0 or h1 < Ho or lo > 0 or hi < Wo:
+                    row = cf[r:r + kP]
+                    for t in range(kP):
+                        row[t] = 0
+                if n <= 0:
+                    continue
+                for i in range(k):
+                    plane = ((n0 + i) * C + g * cg + c) * D * H * W
+                    for od in range(d0, d1):
+                        idd = od * SD - PD + kd * DD
+                        for oh in range(h0, h1):
+                            src = plane + (idd * H + oh * SH - PH + kh * DH) * W + off + lo * SW
+                            o = r + i * P + (od * Ho + oh) * Wo + lo
+                            if SW == 1:
+                                _copy_run(cf[o:], xf[src:], n)
+                            else:
+                                d2 = cf[o:]
+                                s2 = xf[src:]
+                                for t in range(n):
+                                    d2[t] = s2[t * SW]
 
 
 @_njit
