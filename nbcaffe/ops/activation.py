@@ -288,7 +288,13 @@ class Softmax(Operator):
         n, d = schema.flatten_2d(x.shape, axis)
         if n * d == 0:
             return _noop
-        return functools.partial(choose(self.kernel, n * d), x.reshape(n, d), outputs[0].reshape(n, d))
+        # NumPy's row reductions cost ~50 ns a row: short rows stay in the numba loop (UltraFace's
+        # (4420, 2) scores: 0.04 ms in the loop, 0.23 ms through NumPy)
+        size = n * d if d >= SOFTMAX_VECTOR_MIN_ROW else 0
+        return functools.partial(choose(self.kernel, size), x.reshape(n, d), outputs[0].reshape(n, d))
+
+
+SOFTMAX_VECTOR_MIN_ROW = 64
 
 
 def _noop():
