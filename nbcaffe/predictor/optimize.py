@@ -27,6 +27,7 @@ by float rounding only (the tests hold them to 1e-5 relative).
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 import numpy as np
@@ -35,6 +36,7 @@ from nbcaffe.devices import CPU
 from nbcaffe.proto import caffe2_pb2
 
 CONV_TYPES = ("Conv", "Conv1D", "Conv2D", "Conv3D")
+_runs = itertools.count()  # folded blob names stay unique between predictors sharing a workspace
 
 
 def _args(op):
@@ -104,6 +106,7 @@ class _Optimizer:
         self.written = {name for op in net_def.op for name in op.output}
         self.used = set()  # constants a rewrite read
         self.count = 0
+        self.prefix = f"__predictor_folded_{next(_runs)}"
 
     # ------------------------------------------------------------------ constants
     def const(self, name):
@@ -116,7 +119,7 @@ class _Optimizer:
 
     def store(self, base, value, dtype):
         self.count += 1
-        name = f"__predictor_folded_{self.count}/{base}"
+        name = f"{self.prefix}_{self.count}/{base}"
         self.ws.feed_blob(name, np.ascontiguousarray(value, dtype=dtype), caffe2_pb2.DeviceOption())
         return name
 
