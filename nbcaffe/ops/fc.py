@@ -71,8 +71,23 @@ class FC(Operator):
     def bind(self, inputs, outputs):
         x, w, b = inputs
         axis, m, k, n = fc_dims(self.args, x.shape, w.shape)
-        return functools.partial(self.kernel, x.reshape(m, k), w.reshape(n, k), b.reshape(n),
-                                 outputs[0].reshape(m, n))
+        x2, w2, b1, y2 = x.reshape(m, k), w.reshape(n, k), b.reshape(n), outputs[0].reshape(m, n)
+        if self.kernel is fc_cpu and 2 <= m <= FC_FEW_ROWS:
+            return functools.partial(fc_few_rows_cpu, x2, w2, b1, y2, self.ctx.empty((n, m), x.dtype))
+        return functools.partial(self.kernel, x2, w2, b1, y2)
+
+
+# Up to this many rows of X, FC computes Yᵀ = W · Xᵀ (W's rows contiguous for BLAS) instead of
+# X · Wᵀ: LeNet's 800->500 at 8 rows 0.23 -> 0.12 ms, MTCNN O-Net's 1152->256 0.15 -> 0.085 ms
+# (one row: the same either way).
+FC_FEW_ROWS = 16
+
+
+def fc_few_rows_cpu(x2, w2, b, y2, yt):
+    """fc_cpu for a few rows: yt (N, M) = w2 · x2ᵀ (split over the pool by rows of W), then
+    y2 = ytᵀ + b."""
+    threads.matmul(w2, x2.T, yt)
+    np.add(yt.T, b, out=y2)
 
 
 def fc_gradient_cpu(x2, w2, dy2, dw2, db, dx2):

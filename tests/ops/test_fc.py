@@ -107,6 +107,16 @@ class TestFC:
         inputs = [np.ones((2, 4), dtypes[0]), np.ones((3, 4), dtypes[1]), np.ones(3, dtypes[2])]
         raises(errors.ShapeError, op("FC", ["X", "W", "b"], ["Y"]), inputs, "float32", "float64")
 
+    @pytest.mark.parametrize("m", [1, 2, 8, 16, 17])
+    def test_few_rows_take_the_transposed_product(self, m):
+        """2-16 rows compute Yᵀ = W · Xᵀ (fc_few_rows_cpu); every row count matches NumPy."""
+        from nbcaffe.ops import fc
+
+        rng = np.random.default_rng(3)
+        x, w, b = (rng.standard_normal(s).astype(F32) for s in [(m, 300), (70, 300), (70,)])
+        assert (2 <= m <= fc.FC_FEW_ROWS) == (m in (2, 8, 16))
+        assert_close(run1("FC", [x, w, b]), np_fc(x, w, b), rtol=1e-5, atol=1e-5)
+
     def test_float64(self):
         rng = np.random.default_rng(1)
         x, w, b = rng.standard_normal((3, 2, 5)), rng.standard_normal((4, 10)), rng.standard_normal(4)
