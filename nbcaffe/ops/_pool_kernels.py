@@ -268,6 +268,16 @@ def max_pool_rows_nchw(x, y, p):
                     b = r[j]
                     buf[j] = a if (a >= b) | (a != a) else b
             out = yf[(q * Ho + oh) * Wo:(q * Ho + oh + 1) * Wo]
+            if SW == 1:  # 0-based slices: the passes vectorise
+                for t in range(Wo):
+                    out[t] = tv[t]
+                for kw in range(1, KW):
+                    s = tv[kw:kw + Wo]
+                    for t in range(Wo):
+                        a = out[t]
+                        b = s[t]
+                        out[t] = a if (a >= b) | (a != a) else b
+                continue
             for t in range(Wo):
                 out[t] = tv[t * SW]
             for kw in range(1, KW):
