@@ -70,6 +70,9 @@ def samples():
         "Conv3D": conv3d,
         # inference only, CPU only: the row-shift, im2col, 1x1, NHWC and depthwise paths
         "ConvRelu": [conv[0], conv[1], conv[3], conv[5], conv[-1]],
+        "ConvPRelu": [case([x, w3, b3, _a(r, 3)], kernel=3, pad=1),  # row-shift, per-channel slope
+                      case([xh, np.ascontiguousarray(w3.transpose(0, 2, 3, 1)), b3, _a(r, 1)], kernel=3,
+                           order="NHWC", stride=2)],  # NHWC im2col, shared slope
         "ConvSumRelu": [case([x, w3, b3, _a(r, 2, 3, 5, 6)], kernel=3, pad=1),  # row-shift
                         case([x, _a(r, 6, 2, 1, 1), b6, _a(r, 2, 6, 5, 6)], kernel=1, group=2),  # 1x1
                         case([x, _a(r, 4, 1, 3, 3), _a(r, 4), _a(r, 2, 4, 3, 3)], kernel=3, stride=2, pad=1,

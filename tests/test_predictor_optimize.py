@@ -214,3 +214,18 @@ def test_residual_sum_and_relu_join_the_conv():
     # Relu onto a summand's name: never the fused op writing its own S; the other conv fuses
     fast, _, _ = _both(_block_params(rng), _block("s", "b_bn"), ["x"], ["b_bn"], {"x": x})
     assert _types(fast) == ["Conv", "ConvSumRelu"] and list(fast.running_net.op[1].input[::3]) == ["x", "a_bn"]
+
+
+def test_conv_prelu_becomes_one_op():
+    """MTCNN: Conv -> PRelu (per-channel slope, in place or not) -> ConvPRelu."""
+    rng = np.random.default_rng(9)
+    params = {"w": rng.standard_normal((4, 3, 3, 3)).astype(F32), "b": rng.standard_normal(4).astype(F32),
+              "w2": rng.standard_normal((2, 4, 1, 1)).astype(F32), "a": rng.uniform(0.1, 0.3, 4).astype(F32),
+              "a2": np.array([0.2], F32)}
+    ops = [core.CreateOperator("Conv", ["x", "w", "b"], ["c"], kernel=3),
+           core.CreateOperator("PRelu", ["c", "a"], ["c"]),
+           core.CreateOperator("Conv", ["c", "w2"], ["d"], kernel=1),  # no bias: a zero bias is added
+           core.CreateOperator("PRelu", ["d", "a2"], ["e"])]
+    fast, _, _ = _both(params, ops, ["x"], ["e"], {"x": rng.standard_normal((2, 3, 7, 6)).astype(F32)})
+    assert _types(fast) == ["ConvPRelu", "ConvPRelu"]
+    assert list(fast.running_net.op[0].input) == ["x", "w", "b", "a"]

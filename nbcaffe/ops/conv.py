@@ -12,6 +12,7 @@ references and the shared op base in nbcaffe/ops/_conv_common.py.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -44,6 +45,7 @@ from nbcaffe.ops._conv_cpu import (
     forward_plan,
     fused_backward,
 )
+from nbcaffe.ops.nonlinearity import PRelu, prelu_cpu, prelu_view
 from nbcaffe.registry import register_op
 
 
@@ -176,6 +178,65 @@ class ConvSumRelu(Conv):
         return bind_forward(five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
                             five(outputs[0], geo.order, geo.rank), plan, allocate(self.ctx, shapes, x.dtype),
                             relu=True, res=five(res, geo.order, geo.rank))
+
+
+def conv_prelu_cpu(x, w, b, slope, y, plan, scratch):
+    """ConvPRelu: y = conv(x, w) + b, then PRelu(y, slope) in place (the registered CPU kernel;
+    ConvPRelu.bind builds the same two calls with their views made once)."""
+    conv_forward(x, w, b, y, plan, scratch)
+    view = prelu_view("NCHW" if plan[0] else "NHWC", y.shape, slope.size)  # 5-D y: channels at 1 / last
+    prelu_cpu(y.reshape(view), slope.reshape(-1), y.reshape(view))
+
+
+@register_op
+class ConvPRelu(Conv):
+    """Y = PRelu(Conv(X, filter, bias), slope): a convolution and a PRelu in one op (MTCNN's
+    layers), so small nets pay one op instead of two.
+
+    Inputs X, filter, bias as Conv (bias required) and slope as PRelu (1 value, or one per output
+    channel); arguments as Conv (``order`` also places PRelu's channel axis).  The PRelu runs
+    after the convolution, in place on Y, with PRelu's own kernel: results equal Conv then PRelu
+    bitwise.  Inference only, CPU only; written by ``nbcaffe.Predictor`` into its private running
+    net (nbcaffe/predictor/optimize.py).
+    """
+
+    op_type = "ConvPRelu"
+    inputs = ("X", "filter", "bias", "slope")
+    num_inputs = (4, 4)
+    devices = (CPU,)
+    cpu = staticmethod(conv_prelu_cpu)
+    gradient = None
+
+    @staticmethod
+    def infer(args, shapes, dtypes):
+        out, types = Conv.infer(args, shapes[:3], dtypes[:3])
+        prelu_view(args["order"], out[0], math.prod(shapes[3]))
+        if np.dtype(dtypes[3]) != np.dtype(types[0]):
+            raise errors.ShapeError(f"ConvPRelu: slope {np.dtype(dtypes[3]).name} must have Y's dtype"
+                                    f" {np.dtype(types[0]).name}")
+        return out, types
+
+    @staticmethod
+    def reference(X, filter, bias, slope, *, window, group=1, no_bias=False):  # noqa: A002 (Caffe2's name)
+        (y,) = Conv.reference(X, filter, bias, window=window, group=group)
+        return PRelu.reference(y, slope, order=window.order)
+
+    def bind(self, inputs, outputs):
+        x, w, b, slope = inputs
+        group = self.args["group"]
+        geo, m = filter_geometry(self.window, x.shape, w.shape, group)
+        plan, shapes = forward_plan(geo, group, True, m, np.dtype(x.dtype).itemsize, cpu=True,
+                                    serial_macs=FORWARD_SERIAL_MACS)
+        conv = bind_forward(five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
+                            five(outputs[0], geo.order, geo.rank), plan, allocate(self.ctx, shapes, x.dtype))
+        y = outputs[0].reshape(prelu_view(geo.order, outputs[0].shape, slope.size))
+        prelu = functools.partial(prelu_cpu, y, slope.reshape(-1), y)
+
+        def call():
+            conv()
+            prelu()
+
+        return call
 
 
 # registered CPU forward kernels -> their relu flag (Conv.bind builds their calls with bind_forward)

@@ -13,6 +13,8 @@ the init net has filled ``ws`` with the parameters:
   are: other ops, or the caller, may read them).
 * **Conv + Relu** becomes ``ConvRelu`` (nbcaffe/ops/conv.py): the ReLU rides the pass that adds
   the bias, so Y is written once.
+* **Conv + PRelu** becomes ``ConvPRelu`` (MTCNN): one op instead of two (the slope stays an
+  input, read at run time).
 * **Conv + Sum + Relu** (ResNet's block output: the Conv's value and one other blob summed, then
   a ReLU) becomes ``ConvSumRelu`` at the Sum's place: the residual and the ReLU ride the bias
   pass.
@@ -210,6 +212,14 @@ class _Optimizer:
             return None
         return j
 
+    def prelu_ok(self, op, nxt, name):
+        """Conv -> PRelu(conv output, slope) with PRelu's channel axis where the Conv's is."""
+        if nxt.type != "PRelu" or len(nxt.input) != 2 or nxt.input[0] != name or nxt.input[1] == name:
+            return False
+        if nxt.input[1] in self.written or nxt.output[0] == nxt.input[1]:
+            return False  # the slope is read at run time, but must not be computed by this net
+        return _args(nxt).get("order", "NCHW") == _args(op).get("order", "NCHW")
+
     def residual(self, graph, i, op, name):
         """Conv (op ``i``, output ``name``) -> Sum with one other blob -> Relu, each value read by
         the next op only: one ConvSumRelu at the Sum's place (the other summand may be computed
@@ -273,6 +283,13 @@ class _Optimizer:
                     self.fold(op, s, t, dtype)
                 elif op.type in CONV_TYPES and nxt.type == "Relu" and list(nxt.input) == [name]:
                     op.type = "ConvRelu"
+                    info = None
+                elif op.type in CONV_TYPES and self.prelu_ok(op, nxt, name):
+                    op.type = "ConvPRelu"
+                    if len(op.input) == 2:
+                        w = self.const(op.input[1])
+                        op.input.append(self.store(name + "_b", np.zeros(w.shape[0]), w.dtype))
+                    op.input.append(nxt.input[1])
                     info = None
                 else:
                     if op.type in CONV_TYPES:

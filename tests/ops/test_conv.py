@@ -413,6 +413,12 @@ class TestConv:
         (s,) = run("Sum", [y, res])
         (r,) = run("ConvSumRelu", [x, w, b, res], **args)
         assert np.array_equal(r, np.where(s > 0, s, 0)), "ConvSumRelu must equal Conv, Sum, Relu bitwise"
+        # ConvPRelu: Conv, then PRelu with a per-channel or a shared slope
+        order = args.get("order", "NCHW")
+        for slope in (rng.uniform(0.1, 0.5, w_shape[0]).astype(F32), np.array([0.25], F32)):
+            (p,) = run("PRelu", [y, slope], order=order)
+            (r,) = run("ConvPRelu", [x, w, b, slope], **args)
+            assert np.array_equal(r, p), "ConvPRelu must equal Conv then PRelu bitwise"
 
     def test_legacy_pads_and_conv3d(self):
         rng = np.random.default_rng(4)
