@@ -439,6 +439,27 @@ def bind_forward(x, w, b, y, plan, scratch, relu=False, res=None):
             add_bias_rows(y3, 0, n, b, has_bias, r3, has_res, relu, 0, m, 0, P)
 
         return call
+    if strategy == FWD_IM2COL and nchw and n == 1 and chunk >= 1 and y.size:
+        P = y[0, 0].size
+        kg = w[0].size
+        if not _gemm_blocks(1, chunk, m, P, m * kg * P, group)[0]:
+            # one small image (MTCNN's heads): im2col, one GEMM, one bias pass, nothing rebuilt
+            p = _canon(plan)
+            col = scratch[0][0, :group * kg * P].reshape(group, kg, P)
+            wg = w.reshape(group, m // group, kg)
+            y3 = y.reshape(1, m, P)
+            out = y3[0].reshape(group, m // group, P)
+            has_res = res is not None
+            r3 = res.reshape(1, m, P) if has_res else y3
+            epilogue = has_bias or relu or has_res
+
+            def one_image():
+                im2col_nchw(x, 0, col, p, group)
+                np.matmul(wg, col, out=out)
+                if epilogue:
+                    add_bias_rows(y3, 0, 1, b, has_bias, r3, has_res, relu, 0, m, 0, P)
+
+            return one_image
     return functools.partial(conv_forward, x, w, b, y, plan, scratch, relu, res)
 
 
