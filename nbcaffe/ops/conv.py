@@ -19,6 +19,7 @@ import numpy as np
 from nbcaffe import errors
 from nbcaffe.devices import CPU
 from nbcaffe.ops import _conv_pool as cp
+from nbcaffe.ops._conv_bind import bind_forward
 from nbcaffe.ops._conv_common import (
     WindowOp,
     check_bias,
@@ -36,7 +37,6 @@ from nbcaffe.ops._conv_common import (
 from nbcaffe.ops._conv_cpu import (
     FORWARD_SERIAL_MACS,
     allocate,
-    bind_forward,
     conv_backward_data,
     conv_backward_filter,
     conv_forward,
