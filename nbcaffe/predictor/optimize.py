@@ -21,10 +21,10 @@ the init net has filled ``ws`` with the parameters:
 
 A rewrite needs the intermediate value to be read by the next op only (versions, not names:
 Caffe1 translations run Relu in place), not to be the final value of one of ``keep`` (the
-outputs asked for), and
-every folded operand to be a float array in ``ws`` that no op of the net writes.  Only nets whose
-ops all run on the CPU are rewritten (ConvRelu is a CPU op).  Results differ from the unfused net
-by float rounding only (the tests hold them to 1e-5 relative).
+outputs asked for), and every folded operand to be a float array in ``ws`` that no op of the net
+writes.  Only nets whose ops all run on the CPU are rewritten (the fused ops are CPU ops).
+Results differ from the unfused net by float rounding only (the tests hold them to 1e-5
+relative).
 """
 
 from __future__ import annotations
