@@ -161,16 +161,13 @@ def time_onnxruntime(args, model):
         import onnxruntime as ort
     except ImportError:
         return None, None, "onnx / onnxruntime are not installed (pip install -e '.[onnx]')"
-    from nbcaffe import core
     from nbcaffe.onnx import frontend
+    from nbcaffe.predictor import mobile_exporter
 
     x = workspace.FetchBlob("data")
-    init = core.Net("bench_params")
-    for name in [str(p) for p in model.params + model.GetComputedParams()]:
-        init.GivenTensorFill([], name, shape=list(workspace.FetchBlob(name).shape),
-                             values=workspace.FetchBlob(name).reshape(-1).tolist())
-    predict = model.net.Proto()
-    onnx_model = frontend.caffe2_net_to_onnx_model(predict, init.Proto(),
+    init, predict = mobile_exporter.Export(workspace, model.net, model.params + model.GetComputedParams(),
+                                           inputs=["data"])
+    onnx_model = frontend.caffe2_net_to_onnx_model(predict, init,
                                                    value_info={"data": (onnx.TensorProto.FLOAT, x.shape)})
     session = ort.InferenceSession(onnx_model.SerializeToString(), ort.SessionOptions(),
                                    providers=["CPUExecutionProvider"])
