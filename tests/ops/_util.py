@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nbcaffe import core
+from nbcaffe import autograd, core
 from nbcaffe.devices import CPU, DeviceOption
 from nbcaffe.testing import run_op
 
@@ -45,3 +45,33 @@ def assert_close(actual, expected, rtol=1e-5, atol=1e-6, dtype=None):
     if dtype is not None:
         assert actual.dtype == np.dtype(dtype), f"dtype {actual.dtype} != {np.dtype(dtype)}"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def run_named(op_type, inputs, n_out=1, **args):
+    """Run ``op_type`` on inputs named i0, i1, ... into outputs o0, o1, ...; host outputs."""
+    names = [f"i{k}" for k in range(len(inputs))]
+    return run_op(CPU_OPTION, op(op_type, names, [f"o{j}" for j in range(n_out)], **args), inputs)
+
+
+def nhwc(a):
+    """NCHW -> NHWC, contiguous."""
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+
+
+def nchw(a):
+    """NHWC -> NCHW, contiguous."""
+    return np.ascontiguousarray(np.moveaxis(a, -1, 1))
+
+
+def grads_of(op_def, g_output):
+    """(gradient ops, input gradient names) from the registered maker."""
+    return autograd.GradientRegistry.GetGradientForOp(op_def, g_output)
+
+
+def torch_grad(fn, x, dy):
+    """d<fn(x), dy>/dx by torch autograd (float64)."""
+    import torch  # a test extra: only the tests that call this need it
+
+    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    fn(t).backward(torch.tensor(dy, dtype=torch.float64))
+    return t.grad.numpy()

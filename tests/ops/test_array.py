@@ -19,7 +19,7 @@ from hypothesis import given
 from nbcaffe import autograd, core, errors, workspace
 from nbcaffe.testing import check_devices, check_gradient
 from nbcaffe.testing import strategies as nst
-from tests.ops._util import CPU_OPTION, assert_close, op, raises, run, run1
+from tests.ops._util import CPU_OPTION, assert_close, grads_of, op, raises, run, run1, torch_grad
 
 F32 = np.float32
 RNG = np.random.default_rng(2024)
@@ -27,11 +27,6 @@ RNG = np.random.default_rng(2024)
 
 def rand(*shape, dtype=F32):
     return RNG.standard_normal(shape).astype(dtype)
-
-
-def grads_of(op_def, g_output):
-    """(gradient ops, input gradient names) from the registered maker."""
-    return autograd.GradientRegistry.GetGradientForOp(op_def, g_output)
 
 
 def net_gradients(build, feeds, ys):
@@ -43,13 +38,6 @@ def net_gradients(build, feeds, ys):
         workspace.FeedBlob(name, value)
     workspace.RunNetOnce(net)
     return {str(k): workspace.FetchBlob(str(v)) for k, v in grad_map.items()}
-
-
-def torch_grad(fn, x, dy):
-    """d<fn(x), dy>/dx by torch autograd (float64)."""
-    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    fn(t).backward(torch.tensor(dy, dtype=torch.float64))
-    return t.grad.numpy()
 
 
 # ------------------------------------------------------------------------------- Concat

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 
-from nbcaffe import autograd, core, errors, workspace
+from nbcaffe import core, errors, workspace
 from nbcaffe.testing import strategies as nst
-from tests.ops._util import assert_close, op, raises, run, run1
+from tests.ops._util import assert_close, grads_of, op, raises, run, run1, torch_grad
 
 F32 = np.float32
 RNG = np.random.default_rng(2024)
@@ -25,18 +25,6 @@ RNG = np.random.default_rng(2024)
 
 def rand(*shape, dtype=F32):
     return RNG.standard_normal(shape).astype(dtype)
-
-
-def grads_of(op_def, g_output):
-    """(gradient ops, input gradient names) from the registered maker."""
-    return autograd.GradientRegistry.GetGradientForOp(op_def, g_output)
-
-
-def torch_grad(fn, x, dy):
-    """d<fn(x), dy>/dx by torch autograd (float64)."""
-    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    fn(t).backward(torch.tensor(dy, dtype=torch.float64))
-    return t.grad.numpy()
 
 
 # ------------------------------------------------------------------------------- Slice

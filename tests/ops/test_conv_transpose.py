@@ -12,25 +12,12 @@ import pytest
 from hypothesis import given, settings
 
 from nbcaffe import errors
-from nbcaffe.testing import run_op
-from tests.ops._util import CPU_OPTION, assert_close, op, raises
+from tests.ops._util import assert_close, nchw, nhwc, op, raises
+from tests.ops._util import run_named as run
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 F32 = np.float32
-
-
-def nhwc(a):
-    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
-
-
-def nchw(a):
-    return np.ascontiguousarray(np.moveaxis(a, -1, 1))
-
-
-def run(op_type, inputs, n_out=1, **args):
-    names = [f"i{k}" for k in range(len(inputs))]
-    return run_op(CPU_OPTION, op(op_type, names, [f"o{j}" for j in range(n_out)], **args), inputs)
 
 
 # ----------------------------------------------------------------------------------- transpose
