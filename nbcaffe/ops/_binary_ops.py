@@ -5,10 +5,8 @@ input the gradient would read."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from nbcaffe import schema
 from nbcaffe.autograd import GI, GO, GradientContext, GradientError, I, O
+from nbcaffe.ops._elementwise import apply_binary_reference
 
 
 def refuse_overwritten(op, indices):
@@ -46,13 +44,6 @@ def binary_gradient(grad_type, reads=(), with_output=False):
 
 def _binary_reference(fn):
     def reference(A, B, broadcast=0, axis=-1, axis_str="", order="NCHW"):
-        if broadcast and A.shape != B.shape:
-            if axis_str:
-                axis = order.index(axis_str)
-            pre, n, post = schema.legacy_broadcast_sizes(A.shape, B.shape, axis)
-            out = fn(A.reshape(pre, n, post), B.reshape(1, n, 1)).reshape(A.shape)
-        else:
-            out = fn(A, B)
-        return (np.asarray(out).astype(A.dtype),)
+        return (apply_binary_reference(fn, A, B, broadcast, axis, axis_str, order).astype(A.dtype),)
 
     return staticmethod(reference)

@@ -410,6 +410,17 @@ class BinaryElementwise(Operator):
         return tuple(self.ctx.from_host(x) for x in arrays)
 
 
+def apply_binary_reference(fn, A, B, broadcast=0, axis=-1, axis_str="", order="NCHW"):
+    """fn(A, B) under BinaryElementwise's broadcasting rules, for NumPy references: with
+    ``broadcast`` B is laid along A's dims from ``axis`` (or ``axis_str`` of ``order``)."""
+    if broadcast and A.shape != B.shape:
+        if axis_str:
+            axis = order.index(axis_str)
+        pre, n, post = schema.legacy_broadcast_sizes(A.shape, B.shape, axis)
+        return np.asarray(fn(A.reshape(pre, n, post), B.reshape(1, n, 1))).reshape(A.shape)
+    return np.asarray(fn(A, B))
+
+
 def _legacy_axis(args, ndim) -> int:
     axis = args["axis"]
     if args["axis_str"]:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from nbcaffe import errors
-from nbcaffe.ops._elementwise import BinaryElementwise, UnaryElementwise, schema
+from nbcaffe.ops._elementwise import BinaryElementwise, UnaryElementwise, apply_binary_reference
 from nbcaffe.registry import register_op
 
 
@@ -61,13 +61,7 @@ class _Compare(BinaryElementwise):
 
     @classmethod
     def reference(cls, A, B, broadcast=0, axis=-1, axis_str="", order="NCHW"):
-        if broadcast and A.shape != B.shape:
-            if axis_str:
-                axis = order.index(axis_str)
-            pre, n, post = schema.legacy_broadcast_sizes(A.shape, B.shape, axis)
-            c = cls.numpy_fn(A.reshape(pre, n, post), B.reshape(1, n, 1)).reshape(A.shape)
-        else:
-            c = cls.numpy_fn(A, B)
+        c = apply_binary_reference(cls.numpy_fn, A, B, broadcast, axis, axis_str, order)
         return (np.asarray(c, dtype=np.bool_),)
 
 

@@ -14,10 +14,17 @@ import functools
 import numba
 import numpy as np
 
-from nbcaffe import errors, schema
+from nbcaffe import errors
 from nbcaffe.autograd import GI, GO, I, simple_gradient
 from nbcaffe.operator import Operator
-from nbcaffe.ops._elementwise import BinaryElementwise, UnaryElementwise, contiguous_strides, flat, sum_to_shape
+from nbcaffe.ops._elementwise import (
+    BinaryElementwise,
+    UnaryElementwise,
+    apply_binary_reference,
+    contiguous_strides,
+    flat,
+    sum_to_shape,
+)
 from nbcaffe.registry import register_op
 
 
@@ -57,12 +64,7 @@ class _Logic(BinaryElementwise):
 
     @classmethod
     def reference(cls, A, B, broadcast=0, axis=-1, axis_str="", order="NCHW"):
-        if broadcast and A.shape != B.shape:
-            if axis_str:
-                axis = order.index(axis_str)
-            pre, n, post = schema.legacy_broadcast_sizes(A.shape, B.shape, axis)
-            return (cls.numpy_fn(A.reshape(pre, n, post), B.reshape(1, n, 1)).reshape(A.shape),)
-        return (cls.numpy_fn(A, B),)
+        return (apply_binary_reference(cls.numpy_fn, A, B, broadcast, axis, axis_str, order),)
 
 
 @register_op
