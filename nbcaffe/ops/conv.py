@@ -90,16 +90,20 @@ class Conv(WindowOp):
         y = reference_conv(X, filter, bias, geo, group)
         return (from_ncdhw(y, geo.order, geo.rank).astype(X.dtype),)
 
-    def bind(self, inputs, outputs):
+    def forward_args(self, inputs, outputs, has_bias):
+        """(x5, w5, bias, y5, plan, scratch): the forward kernels' arguments, built once at bind;
+        the fused ops below take theirs from here too."""
         x, w = inputs[0], inputs[1]
         group = self.args["group"]
         geo, m = filter_geometry(self.window, x.shape, w.shape, group)
-        has_bias = len(inputs) > 2
         plan, shapes = forward_plan(geo, group, has_bias, m, np.dtype(x.dtype).itemsize,
                                     cpu=self.ctx.device_type == CPU, serial_macs=FORWARD_SERIAL_MACS)
         b = inputs[2] if has_bias else w.reshape(-1)
-        args = (five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b, five(outputs[0], geo.order, geo.rank),
+        return (five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b, five(outputs[0], geo.order, geo.rank),
                 plan, allocate(self.ctx, shapes, x.dtype))
+
+    def bind(self, inputs, outputs):
+        args = self.forward_args(inputs, outputs, len(inputs) > 2)
         if self.kernel in _CPU_FORWARD:  # the registered CPU kernel, with its views built once
             return bind_forward(*args, relu=_CPU_FORWARD[self.kernel])
         return functools.partial(self.kernel, *args)
@@ -170,14 +174,8 @@ class ConvSumRelu(Conv):
         return (np.where(y > 0, y, 0).astype(y.dtype),)
 
     def bind(self, inputs, outputs):
-        x, w, b, res = inputs
-        group = self.args["group"]
-        geo, m = filter_geometry(self.window, x.shape, w.shape, group)
-        plan, shapes = forward_plan(geo, group, True, m, np.dtype(x.dtype).itemsize, cpu=True,
-                                    serial_macs=FORWARD_SERIAL_MACS)
-        return bind_forward(five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
-                            five(outputs[0], geo.order, geo.rank), plan, allocate(self.ctx, shapes, x.dtype),
-                            relu=True, res=five(res, geo.order, geo.rank))
+        args = self.forward_args(inputs, outputs, True)
+        return bind_forward(*args, relu=True, res=inputs[3].reshape(args[3].shape))
 
 
 def conv_prelu_cpu(x, w, b, slope, y, plan, scratch):
@@ -222,14 +220,9 @@ class ConvPRelu(Conv):
         return PRelu.reference(y, slope, order=window.order)
 
     def bind(self, inputs, outputs):
-        x, w, b, slope = inputs
-        group = self.args["group"]
-        geo, m = filter_geometry(self.window, x.shape, w.shape, group)
-        plan, shapes = forward_plan(geo, group, True, m, np.dtype(x.dtype).itemsize, cpu=True,
-                                    serial_macs=FORWARD_SERIAL_MACS)
-        conv = bind_forward(five(x, geo.order, geo.rank), w5(w, geo.order, geo.rank), b,
-                            five(outputs[0], geo.order, geo.rank), plan, allocate(self.ctx, shapes, x.dtype))
-        y = outputs[0].reshape(prelu_view(geo.order, outputs[0].shape, slope.size))
+        slope = inputs[3]
+        conv = bind_forward(*self.forward_args(inputs, outputs, True))
+        y = outputs[0].reshape(prelu_view(self.window.order, outputs[0].shape, slope.size))
         prelu = functools.partial(prelu_cpu, y, slope.reshape(-1), y)
 
         def call():
